@@ -1,0 +1,44 @@
+# routeproof: `make run` checks the SUT against real Envoy, `make test` runs the suite.
+# Both create the local virtualenv on first use; only Python 3.11 is needed.
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint typecheck check format protos goldens mutants-table clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m harness check --xds both
+
+test: $(STAMP) lint typecheck
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+protos: $(STAMP)
+	$(PY) -m sut.extension.regenerate
+
+goldens: $(STAMP)
+	$(PY) -m pytest -q tests/translate --update-goldens
+
+mutants-table: $(STAMP)
+	$(PY) -m harness mutants --xds both --readme README.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""routeproof harness: real Envoy, echo backends, the Hypothesis machine and the CLI."""

@@ -1,0 +1,43 @@
+"""The reference model: a pure state machine saying what every request must get.
+
+It never imports `sut/`; the harness is the only place where model and SUT meet.
+"""
+
+from model.machine import FAILURE_POLICIES, Extension, ModelState
+from model.routing import (
+    Outcome,
+    ProxyConfig,
+    Request,
+    Served,
+    Status,
+    Unreachable,
+    effective_hostnames,
+    expected_outcomes,
+    host_matches,
+    path_matches,
+)
+from model.world import Backend, GatewayListener, HeaderMatch, Match, Route, Rule, Service, World
+
+__all__ = [
+    "FAILURE_POLICIES",
+    "Backend",
+    "Extension",
+    "GatewayListener",
+    "HeaderMatch",
+    "Match",
+    "ModelState",
+    "Outcome",
+    "ProxyConfig",
+    "Request",
+    "Route",
+    "Rule",
+    "Served",
+    "Service",
+    "Status",
+    "Unreachable",
+    "World",
+    "effective_hostnames",
+    "expected_outcomes",
+    "host_matches",
+    "path_matches",
+]

@@ -1,0 +1,245 @@
+"""What one request must get from a proxy holding a given configuration: the routing oracle.
+
+Rules (Gateway API, in the order a request meets them):
+1. The port picks the Gateway listeners; HTTPS picks among them by SNI (the most specific
+   hostname wins); no listener for the SNI fails the TLS handshake.
+2. A listener hostname the Host does not match answers 404.
+3. A route attaches to a listener when its sectionName names it (or is unset) and its hostnames
+   intersect the listener's. Its effective hostnames are that intersection (no route hostnames:
+   the listener's, or any host).
+4. The most specific effective hostname matching the Host selects the routes considered (exact,
+   then the longest wildcard suffix, then any host), as Envoy's virtual hosts do.
+5. Among them, precedence: Exact path > longest PathPrefix > more header matches > older route >
+   route name > rule order > match order. PathPrefix matches whole path segments.
+6. The winning rule's backends: all weights zero answers 500; a backend whose Service does not
+   exist answers 500 for its share; a Service without endpoints answers 503; an endpoint whose
+   pod is gone answers 503; otherwise 200 from one of the Service's pods.
+7. A configuration in error (rds-error, inline-error) answers 500 to every request a listener
+   accepts.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from model.world import Backend, GatewayListener, Match, Route, World
+
+__all__ = [
+    "Outcome",
+    "ProxyConfig",
+    "Request",
+    "Served",
+    "Status",
+    "Unreachable",
+    "expected_outcomes",
+    "host_matches",
+]
+
+
+@attrs.frozen
+class ProxyConfig:
+    """A configuration a proxy can hold: the world it was translated from, and how."""
+
+    world: World
+    marker: int | None = None
+    """Generation of the extension's change on every route, or None without it."""
+    error: bool = False
+    """Every route-serving listener answers 500 (failure policies rds-error and inline-error)."""
+
+
+@attrs.frozen
+class Request:
+    port: int
+    scheme: str
+    host: str
+    path: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def describe(self) -> str:
+        extra = "".join(f" -H '{name}: {value}'" for name, value in self.headers)
+        return f"{self.scheme}://{self.host}:{self.port}{self.path}{extra}"
+
+
+@attrs.frozen
+class Served:
+    service: str
+    pod: str
+    marker: int | None
+
+    def describe(self) -> str:
+        tag = f", marker gen-{self.marker}" if self.marker is not None else ", no marker"
+        return f"200 from {self.pod}{tag}"
+
+
+@attrs.frozen
+class Status:
+    code: int
+
+    def describe(self) -> str:
+        return str(self.code)
+
+
+@attrs.frozen
+class Unreachable:
+    """No listener accepts the connection (no socket, or no TLS filter chain for the SNI)."""
+
+    def describe(self) -> str:
+        return "no listener (connection refused or TLS handshake failure)"
+
+
+Outcome = Served | Status | Unreachable
+
+
+def host_matches(pattern: str | None, host: str) -> bool:
+    """Gateway API hostname matching: `*.example.com` matches any subdomain, not the apex."""
+    if pattern is None or pattern == "*":
+        return True
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return pattern == host
+
+
+def _specificity(pattern: str) -> tuple[int, int]:
+    """Exact beats wildcard; a longer wildcard beats a shorter one; '*' comes last."""
+    if pattern == "*":
+        return (0, 0)
+    if pattern.startswith("*."):
+        return (1, len(pattern))
+    return (2, len(pattern))
+
+
+def _listener_for(config: ProxyConfig, request: Request) -> GatewayListener | Unreachable | None:
+    on_port = [item for item in config.world.listeners if item.port == request.port]
+    if not on_port:
+        return Unreachable()
+    if request.scheme == "https":
+        https = [
+            item
+            for item in on_port
+            if item.protocol == "HTTPS" and host_matches(item.hostname, request.host)
+        ]
+        if not https:
+            return Unreachable()
+        return max(https, key=lambda item: _specificity(item.hostname or "*"))
+    http = [item for item in on_port if item.protocol == "HTTP"]
+    if not http:
+        return Unreachable()
+    matching = [item for item in http if host_matches(item.hostname, request.host)]
+    if not matching:
+        return None
+    return max(matching, key=lambda item: _specificity(item.hostname or "*"))
+
+
+def _intersection(route_hostname: str, listener_hostname: str | None) -> str | None:
+    """The hostnames both a route and a listener accept, as one hostname, or None."""
+    if listener_hostname is None:
+        return route_hostname
+    route_wild = route_hostname.startswith("*.")
+    listener_wild = listener_hostname.startswith("*.")
+    if not route_wild and not listener_wild:
+        return route_hostname if route_hostname == listener_hostname else None
+    if not route_wild:
+        return route_hostname if host_matches(listener_hostname, route_hostname) else None
+    if not listener_wild:
+        return listener_hostname if host_matches(route_hostname, listener_hostname) else None
+    if route_hostname.endswith(listener_hostname[1:]):
+        return route_hostname
+    if listener_hostname.endswith(route_hostname[1:]):
+        return listener_hostname
+    return None
+
+
+def effective_hostnames(route: Route, listener: GatewayListener) -> tuple[str, ...]:
+    """Rule 3: the hostnames a route serves on a listener; empty when it does not attach."""
+    if route.section is not None and route.section != listener.name:
+        return ()
+    if not route.hostnames:
+        return (listener.hostname or "*",)
+    found = {_intersection(name, listener.hostname) for name in route.hostnames}
+    found.discard(None)
+    return tuple(sorted(name for name in found if name is not None))
+
+
+def path_matches(match: Match, path: str) -> bool:
+    bare = path.split("?", 1)[0]
+    if match.path_kind == "Exact":
+        return bare == match.path
+    prefix = match.path.rstrip("/")
+    if not prefix:
+        return True
+    return bare == prefix or bare.startswith(prefix + "/")
+
+
+def _precedence(
+    route: Route, rule_index: int, match_index: int, match: Match
+) -> tuple[int, int, int, int, str, int, int]:
+    exact = 0 if match.path_kind == "Exact" else 1
+    return (
+        exact,
+        -len(match.path.rstrip("/") if match.path_kind == "PathPrefix" else match.path),
+        -len(match.headers),
+        route.created,
+        route.name,
+        rule_index,
+        match_index,
+    )
+
+
+def expected_outcomes(
+    config: ProxyConfig | None, request: Request, live_pods: frozenset[str]
+) -> frozenset[Outcome]:
+    """Every outcome the request may get; more than one only where load balancing chooses."""
+    if config is None:
+        return frozenset({Unreachable()})
+    listener = _listener_for(config, request)
+    if isinstance(listener, Unreachable):
+        return frozenset({listener})
+    if config.error:
+        return frozenset({Status(500)})
+    if listener is None:
+        return frozenset({Status(404)})
+    hosts = {
+        (route.name, hostname)
+        for route in config.world.routes
+        for hostname in effective_hostnames(route, listener)
+    }
+    matching_hosts = [hostname for _, hostname in hosts if host_matches(hostname, request.host)]
+    if not matching_hosts:
+        return frozenset({Status(404)})
+    chosen_host = max(matching_hosts, key=_specificity)
+    candidates = []
+    for route in config.world.routes:
+        if chosen_host not in effective_hostnames(route, listener):
+            continue
+        for rule_index, rule in enumerate(route.rules):
+            for match_index, match in enumerate(rule.matches):
+                candidates.append((_precedence(route, rule_index, match_index, match), rule, match))
+    headers = {name.lower(): value for name, value in request.headers}
+    for _, rule, match in sorted(candidates, key=lambda item: item[0]):
+        if path_matches(match, request.path) and all(
+            headers.get(header.name.lower()) == header.value for header in match.headers
+        ):
+            return _backend_outcomes(config, rule.backends, live_pods)
+    return frozenset({Status(404)})
+
+
+def _backend_outcomes(
+    config: ProxyConfig, backends: tuple[Backend, ...], live_pods: frozenset[str]
+) -> frozenset[Outcome]:
+    weighted = [backend for backend in backends if backend.weight > 0]
+    if not weighted:
+        return frozenset({Status(500)})
+    outcomes: set[Outcome] = set()
+    for backend in weighted:
+        service = config.world.service(backend.service)
+        if service is None:
+            outcomes.add(Status(500))
+        elif not service.pods:
+            outcomes.add(Status(503))
+        else:
+            for pod in service.pods:
+                if pod in live_pods:
+                    outcomes.add(Served(service.name, pod, config.marker))
+                else:
+                    outcomes.add(Status(503))
+    return frozenset(outcomes)

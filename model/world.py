@@ -1,0 +1,138 @@
+"""The world the model reasons about: Gateway listeners, HTTPRoutes and Services, as values.
+
+It is a deliberately small slice of Gateway API (exact and prefix paths, exact header matches,
+weighted backends, route hostnames, sectionName attachment), enough to cover overlapping
+hostnames and path prefixes across routes while keeping the oracle obviously right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "Backend",
+    "GatewayListener",
+    "HeaderMatch",
+    "Match",
+    "Route",
+    "Rule",
+    "Service",
+    "World",
+]
+
+PROTOCOLS = ("HTTP", "HTTPS")
+PATH_KINDS = ("Exact", "PathPrefix")
+
+
+def _check_hostname(_instance: object, _attribute: object, value: str | None) -> None:
+    if value is None:
+        return
+    if (
+        not value
+        or value != value.lower()
+        or "*" in value[1:]
+        or (value.startswith("*") and not value.startswith("*."))
+    ):
+        raise ValueError(f"not a Gateway API hostname: {value!r}")
+
+
+@attrs.frozen(order=True)
+class GatewayListener:
+    name: str
+    protocol: str = attrs.field(validator=attrs.validators.in_(PROTOCOLS))
+    port: int
+    hostname: str | None = attrs.field(default=None, validator=_check_hostname)
+
+
+@attrs.frozen(order=True)
+class HeaderMatch:
+    name: str
+    value: str
+
+
+@attrs.frozen(order=True)
+class Match:
+    path_kind: str = attrs.field(validator=attrs.validators.in_(PATH_KINDS))
+    path: str = "/"
+    headers: tuple[HeaderMatch, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise ValueError(f"path must start with '/': {self.path!r}")
+
+
+@attrs.frozen(order=True)
+class Backend:
+    service: str
+    weight: int = 1
+
+
+@attrs.frozen(order=True)
+class Rule:
+    matches: tuple[Match, ...]
+    backends: tuple[Backend, ...]
+
+
+@attrs.frozen(order=True)
+class Route:
+    """An HTTPRoute in the Gateway's namespace; `created` orders routes by creation time."""
+
+    name: str
+    created: int
+    rules: tuple[Rule, ...]
+    hostnames: tuple[str, ...] = ()
+    section: str | None = None
+    """parentRef sectionName; None attaches to every listener of the Gateway."""
+
+
+@attrs.frozen(order=True)
+class Service:
+    name: str
+    pods: tuple[str, ...] = ()
+    """Pods backing the Service, by name; a pod name is never reused."""
+
+
+def _sorted_tuple(items: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(sorted(items))
+
+
+@attrs.frozen
+class World:
+    """What the store holds: one Gateway's listeners, its routes and the Services they name."""
+
+    listeners: tuple[GatewayListener, ...] = attrs.field(default=(), converter=_sorted_tuple)
+    routes: tuple[Route, ...] = attrs.field(default=(), converter=_sorted_tuple)
+    services: tuple[Service, ...] = attrs.field(default=(), converter=_sorted_tuple)
+
+    def listener(self, name: str) -> GatewayListener | None:
+        return next((item for item in self.listeners if item.name == name), None)
+
+    def route(self, name: str) -> Route | None:
+        return next((item for item in self.routes if item.name == name), None)
+
+    def service(self, name: str) -> Service | None:
+        return next((item for item in self.services if item.name == name), None)
+
+    def with_listener(self, listener: GatewayListener) -> World:
+        kept = [item for item in self.listeners if item.name != listener.name]
+        return attrs.evolve(self, listeners=(*kept, listener))
+
+    def without_listener(self, name: str) -> World:
+        return attrs.evolve(self, listeners=[item for item in self.listeners if item.name != name])
+
+    def with_route(self, route: Route) -> World:
+        kept = [item for item in self.routes if item.name != route.name]
+        return attrs.evolve(self, routes=(*kept, route))
+
+    def without_route(self, name: str) -> World:
+        return attrs.evolve(self, routes=[item for item in self.routes if item.name != name])
+
+    def with_service(self, service: Service) -> World:
+        kept = [item for item in self.services if item.name != service.name]
+        return attrs.evolve(self, services=(*kept, service))
+
+    def ports(self) -> frozenset[int]:
+        return frozenset(item.port for item in self.listeners)

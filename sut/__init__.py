@@ -1,0 +1,1 @@
+"""The system under test: a Gateway API control plane serving real Envoy over xDS."""

@@ -1,0 +1,183 @@
+"""The control-plane runner: store -> translate -> hooks -> validate -> snapshot -> cache.
+
+Rules of this module:
+1. Every stage before the cache is pure; only this runner talks to the extension and the cache.
+2. A hook failure (unavailable, deadline, error status, invalid output, or output Envoy would
+   refuse) with fail-open publishes the translation without the extension's changes; fail-closed
+   hands it to the failure policy.
+3. A snapshot that is not self-consistent is never published; the last good one stays.
+4. The readiness listener is never rewritten.
+5. Publishing an equal snapshot is a no-op (content-hash versions).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Iterable
+
+import attrs
+
+from sut.controlplane.hooks import run_hooks
+from sut.controlplane.policy import FailurePolicy, with_inline_error, with_rds_error
+from sut.controlplane.validate import envoy_rejections
+from sut.errors import ExtensionError
+from sut.extension import ExtensionClient, Hook
+from sut.gatewayapi import Resources
+from sut.gatewayapi.status import Statuses
+from sut.mutants import Mutants
+from sut.translate import TranslateOptions, Translation, XdsResources, translate
+from sut.xds import Snapshot, SnapshotCache, consistency_errors
+
+__all__ = ["ControlPlane", "ControlPlaneSettings", "Outcome", "ReconcileResult"]
+
+
+class Outcome(enum.StrEnum):
+    """What one reconcile did."""
+
+    PUBLISHED = "published"
+    UNCHANGED = "unchanged"
+    FAIL_OPEN = "published-fail-open"
+    FAILURE_POLICY = "published-failure-policy"
+    KEPT_LAST_GOOD = "kept-last-good"
+    REFUSED_INCONSISTENT = "refused-inconsistent"
+
+
+@attrs.frozen
+class ControlPlaneSettings:
+    node_id: str
+    failure_policy: FailurePolicy = FailurePolicy.KEEP_LAST_GOOD
+    translate_options: TranslateOptions = TranslateOptions()
+    hooks: frozenset[Hook] = frozenset({Hook.POST_TRANSLATE_MODIFY})
+    mutants: Mutants = Mutants()
+
+
+@attrs.frozen
+class ReconcileResult:
+    outcome: Outcome
+    snapshot_version: str
+    """The version in the cache after this reconcile ("" if the cache holds nothing)."""
+    error: str = ""
+
+    @property
+    def published(self) -> bool:
+        return self.outcome in (Outcome.PUBLISHED, Outcome.FAIL_OPEN, Outcome.FAILURE_POLICY)
+
+
+class ControlPlane:
+    """Owns the resource store and keeps the cache's snapshot for one node in step with it."""
+
+    def __init__(
+        self,
+        settings: ControlPlaneSettings,
+        cache: SnapshotCache,
+        extension: ExtensionClient | None = None,
+        resources: Resources | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.extension = extension
+        self._lock = threading.Lock()
+        self._store = resources if resources is not None else Resources()
+        self.last_translation: Translation | None = None
+        self.last_result: ReconcileResult | None = None
+        self.last_error = ""
+        self.history: list[ReconcileResult] = []
+
+    @property
+    def store(self) -> Resources:
+        return self._store
+
+    @property
+    def statuses(self) -> Statuses | None:
+        return self.last_translation.statuses if self.last_translation else None
+
+    @property
+    def published_snapshot(self) -> Snapshot | None:
+        return self.cache.get_snapshot(self.settings.node_id)
+
+    def apply(self, resources: Resources) -> ReconcileResult:
+        """Replace the store with `resources` and reconcile."""
+        with self._lock:
+            self._store = resources
+        return self.reconcile()
+
+    def reconcile(self) -> ReconcileResult:
+        """Translate the store, run the hooks, and publish what the rules above allow."""
+        with self._lock:
+            result = self._reconcile()
+            self.last_result = result
+            self.history.append(result)
+            if result.error:
+                self.last_error = result.error
+            return result
+
+    # ------------------------------------------------------------------ stages
+
+    def _reconcile(self) -> ReconcileResult:
+        translation = translate(self._store, self.settings.translate_options)
+        self.last_translation = translation
+        try:
+            resources = self._run_extension(translation.xds)
+        except ExtensionError as failure:
+            return self._on_hook_failure(translation.xds, failure)
+        return self._publish(resources, Outcome.PUBLISHED)
+
+    def _run_extension(self, translated: XdsResources) -> XdsResources:
+        if self.extension is None or not self.settings.hooks:
+            return translated
+        modified = run_hooks(translated, self.extension, sorted(self.settings.hooks))
+        problems = envoy_rejections(modified) + self._consistency_errors(_snapshot_of(modified))
+        if problems:
+            raise ExtensionError(
+                "output", "invalid-output", "; ".join(problems[:5]) + _more(problems, 5)
+            )
+        return modified
+
+    def _on_hook_failure(
+        self, translated: XdsResources, failure: ExtensionError
+    ) -> ReconcileResult:
+        error = str(failure)
+        if self.extension is not None and self.extension.fail_open:
+            return self._publish(translated, Outcome.FAIL_OPEN, error)
+        policy = self.settings.failure_policy
+        if policy is FailurePolicy.RDS_ERROR:
+            return self._publish(with_rds_error(translated), Outcome.FAILURE_POLICY, error)
+        if policy is FailurePolicy.INLINE_ERROR:
+            return self._publish(with_inline_error(translated), Outcome.FAILURE_POLICY, error)
+        return ReconcileResult(Outcome.KEPT_LAST_GOOD, self._cached_version(), error)
+
+    def _publish(
+        self, resources: XdsResources, outcome: Outcome, error: str = ""
+    ) -> ReconcileResult:
+        snapshot = _snapshot_of(resources)
+        problems = self._consistency_errors(snapshot)
+        if problems:
+            message = "snapshot not published: " + "; ".join(problems[:5]) + _more(problems, 5)
+            return ReconcileResult(
+                Outcome.REFUSED_INCONSISTENT,
+                self._cached_version(),
+                f"{error}; {message}" if error else message,
+            )
+        changed = self.cache.set_snapshot(self.settings.node_id, snapshot)
+        if not changed and outcome is Outcome.PUBLISHED:
+            outcome = Outcome.UNCHANGED
+        return ReconcileResult(outcome, snapshot.version, error)
+
+    def _consistency_errors(self, snapshot: Snapshot) -> list[str]:
+        if "dangling-reference" in self.settings.mutants:
+            return []  # The bug: the publish guard is skipped.
+        return consistency_errors(snapshot)
+
+    def _cached_version(self) -> str:
+        snapshot = self.cache.get_snapshot(self.settings.node_id)
+        return snapshot.version if snapshot is not None else ""
+
+
+def _snapshot_of(resources: XdsResources) -> Snapshot:
+    return Snapshot.from_messages(resources.messages())
+
+
+def _more(items: Iterable[object], shown: int) -> str:
+    extra = len(list(items)) - shown
+    return f" (and {extra} more)" if extra > 0 else ""

@@ -1,0 +1,67 @@
+"""Pure translation: Gateway API resources -> IR (+ status) -> Envoy protos."""
+
+from __future__ import annotations
+
+from sut.translate.build import build_ir, precedence_key
+from sut.translate.ir import (
+    IR,
+    Cluster,
+    DirectResponse,
+    FilterChain,
+    Forward,
+    HeaderMutation,
+    IRListener,
+    PathRewrite,
+    Redirect,
+    Route,
+    RouteAction,
+    RouteConfig,
+    RouteMatchIR,
+    RouteSource,
+    StringMatch,
+    TLSCertificate,
+    VirtualHost,
+    WeightedBackend,
+)
+from sut.translate.options import TranslateOptions
+from sut.translate.regex import MAX_PROGRAM_SIZE, RegexVerdict, check_regex
+from sut.translate.translation import Translation, translate
+from sut.translate.xds import (
+    INVALID_BACKEND_ROUTE_SUFFIX,
+    XdsResources,
+    readiness_listener_name,
+    to_xds,
+)
+
+__all__ = [
+    "INVALID_BACKEND_ROUTE_SUFFIX",
+    "IR",
+    "MAX_PROGRAM_SIZE",
+    "Cluster",
+    "DirectResponse",
+    "FilterChain",
+    "Forward",
+    "HeaderMutation",
+    "IRListener",
+    "PathRewrite",
+    "Redirect",
+    "RegexVerdict",
+    "Route",
+    "RouteAction",
+    "RouteConfig",
+    "RouteMatchIR",
+    "RouteSource",
+    "StringMatch",
+    "TLSCertificate",
+    "TranslateOptions",
+    "Translation",
+    "VirtualHost",
+    "WeightedBackend",
+    "XdsResources",
+    "build_ir",
+    "check_regex",
+    "precedence_key",
+    "readiness_listener_name",
+    "to_xds",
+    "translate",
+]

@@ -1,0 +1,33 @@
+"""Options of translation, shared by both stages."""
+
+from __future__ import annotations
+
+import datetime
+
+import attrs
+
+__all__ = ["TranslateOptions"]
+
+
+@attrs.frozen
+class TranslateOptions:
+    """Knobs of translation; the defaults reproduce a production-like Envoy Gateway proxy."""
+
+    gateway_class: str | None = None
+    """Serve only Gateways of this class; None serves every Gateway (class object or not)."""
+    bind_address: str = "0.0.0.0"
+    bind_port_zero: bool = False
+    """Bind every Gateway listener to port 0 (the harness reads the OS-chosen ports back)."""
+    readiness_port: int = 19001
+    initial_fetch_timeout: datetime.timedelta = datetime.timedelta(seconds=15)
+    connect_timeout: datetime.timedelta = datetime.timedelta(seconds=10)
+    max_regex_program_size: int = 100
+    """Envoy's `re2.max_program_size.error_level`; regexes above it are refused in status."""
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 <= self.readiness_port <= 65535:
+            raise ValueError(f"readiness_port must be in 0..65535, got {self.readiness_port}")
+        if self.initial_fetch_timeout < datetime.timedelta(0):
+            raise ValueError("initial_fetch_timeout must not be negative")
+        if self.connect_timeout <= datetime.timedelta(0):
+            raise ValueError("connect_timeout must be positive")

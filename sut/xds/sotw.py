@@ -1,0 +1,120 @@
+"""State-of-the-world ADS stream: what a `DiscoveryRequest` means, and full-set responses.
+
+Rules (on top of those in `stream.py`):
+- A request whose nonce is the one in flight is an ACK, or a NACK when it carries error_detail.
+- A request with a stale nonce is neither; its resource names are still honoured.
+- LDS and CDS are wildcard when the name list is empty; RDS and EDS with an empty list want nothing.
+- The first request for a type on a stream is always answered with everything it asks for.
+- A name newly added to `resource_names` is answered even if unchanged and sent before.
+- LDS/CDS responses carry the full set (absence deletes); RDS/EDS responses carry every requested
+  resource that exists and never delete. Requested names that do not exist yet are remembered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from envoy.service.discovery.v3 import discovery_pb2
+
+from sut.xds.resources import Resource
+from sut.xds.stream import AdsStream, Outgoing, _TypeState
+
+__all__ = ["SotwStream"]
+
+
+class SotwStream(AdsStream):
+    mode = "sotw"
+
+    def receive(self, request: object) -> list[object]:
+        assert isinstance(request, discovery_pb2.DiscoveryRequest)
+        self._adopt_node(request.node.id)
+        state = self._state(request.type_url)
+        nonce = request.response_nonce
+        error = request.error_detail.message if request.HasField("error_detail") else None
+        names = set(request.resource_names)
+        first = not state.opened
+
+        outcome = self._classify(state, nonce, error)
+        self.record(
+            direction="request",
+            type_short=state.type.short_name,
+            nonce=nonce,
+            version=request.version_info,
+            names=tuple(sorted(names)),
+            note=outcome,
+            error_detail=error or "",
+        )
+        if outcome == "stale" and "stale-nonce-drops-subscription" in self.mutants:
+            return []
+
+        state.opened = True
+        if state.type.is_wildcard_type and (not names or "*" in names):
+            state.wildcard = True
+        elif state.type.is_wildcard_type:
+            state.wildcard = False
+        names.discard("*")
+        added = names - state.subscribed
+        self._forget(state, state.subscribed - names)
+        state.subscribed = names
+        if first or not nonce:
+            # A (re)opened subscription gets an answer, whatever the server thinks it holds.
+            state.resend.update(self._desired_names(state) if self.snapshot else names)
+        elif "sotw-new-names-ignored" not in self.mutants:
+            state.resend.update(added)
+        return self._flush()
+
+    def _updates(self, state: _TypeState) -> list[Resource]:
+        updates = super()._updates(state)
+        # The bug: decide by the type version alone, so a request that only adds a name at the
+        # version last sent is never answered.
+        if (
+            "sotw-new-names-ignored" in self.mutants
+            and updates
+            and self.snapshot is not None
+            and state.last_sent_nonce
+            and not state.resend
+            and self._version_sent(state) == self.snapshot.type_version(state.type)
+        ):
+            return []
+        return updates
+
+    def _version_sent(self, state: _TypeState) -> str:
+        return state.in_flight.version if state.in_flight else state.last_sent_version
+
+    def _removals(self, state: _TypeState) -> list[str]:
+        if self.snapshot is None or not state.opened or not state.type.is_wildcard_type:
+            return []
+        existing = self.snapshot.of_type(state.type)
+        return sorted(name for name in state.known if name not in existing)
+
+    def _compose(self, state: _TypeState, updates: list[Resource], removals: list[str]) -> Outgoing:
+        assert self.snapshot is not None
+        existing = self.snapshot.of_type(state.type)
+        blocked = {r.name for r in super()._updates(state)} - {r.name for r in updates}
+        chosen = [existing[name] for name in self._desired_names(state) if name not in blocked]
+        # Deferred removals stay in a full set until make-before-break allows dropping them.
+        kept = [
+            resource
+            for name, resource in sorted(state.known.items())
+            if name not in existing and name not in removals and state.type.is_wildcard_type
+        ]
+        resources = tuple(chosen + kept)
+        version = self.snapshot.type_version(state.type)
+        if kept:
+            digest = hashlib.sha256("".join(f"{r.name}\0{r.version}\n" for r in resources).encode())
+            version = digest.hexdigest()[:16]
+        return Outgoing(
+            type=state.type,
+            nonce=self._next_nonce(),
+            version=version,
+            resources=resources,
+            removed=tuple(removals),
+        )
+
+    def _to_proto(self, outgoing: Outgoing) -> discovery_pb2.DiscoveryResponse:
+        return discovery_pb2.DiscoveryResponse(
+            version_info=outgoing.version,
+            type_url=outgoing.type.type_url,
+            nonce=outgoing.nonce,
+            resources=[resource.to_any() for resource in outgoing.resources],
+        )

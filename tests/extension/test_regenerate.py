@@ -1,0 +1,59 @@
+"""The committed stubs are exactly what `python -m sut.extension.regenerate` produces."""
+
+from __future__ import annotations
+
+from sut.extension import regenerate
+
+
+def test_regenerating_reproduces_the_committed_files_byte_for_byte(tmp_path):
+    written = regenerate.regenerate(tmp_path)
+    produced = {path.name: path.read_bytes() for path in written}
+    committed = {
+        path.name: path.read_bytes()
+        for path in regenerate.GENERATED_DIR.iterdir()
+        if path.is_file() and path.suffix in {".py", ".pyi"}
+    }
+    assert set(produced) == {
+        "__init__.py",
+        "extension_pb2.py",
+        "extension_pb2.pyi",
+        "extension_pb2_grpc.py",
+    }
+    assert produced.keys() == committed.keys(), "run `make protos` and commit the result"
+    for name, content in produced.items():
+        assert content == committed[name], f"{name} is stale: run `make protos`"
+
+
+def test_generated_code_imports_envoy_types_as_xds_protos_lays_them_out():
+    text = (regenerate.GENERATED_DIR / "extension_pb2.py").read_text()
+    assert "from envoy.config.route.v3 import route_components_pb2" in text
+    assert "from envoy.extensions.transport_sockets.tls.v3 import secret_pb2" in text
+    grpc_text = (regenerate.GENERATED_DIR / "extension_pb2_grpc.py").read_text()
+    assert "from sut.extension.generated import extension_pb2" in grpc_text
+
+
+def test_descriptor_set_holds_every_dependency_before_its_dependents():
+    modules = regenerate.imported_modules(regenerate.PROTO_FILE.read_text())
+    assert "envoy.config.route.v3.route_components_pb2" in modules
+    files = regenerate.descriptor_set(modules).file
+    names = [file.name for file in files]
+    assert len(names) == len(set(names))
+    for expected in (
+        "google/protobuf/any.proto",
+        "google/protobuf/descriptor.proto",
+        "validate/validate.proto",
+        "udpa/annotations/status.proto",
+        "xds/annotations/v3/status.proto",
+        "envoy/config/route/v3/route_components.proto",
+        "envoy/extensions/transport_sockets/tls/v3/secret.proto",
+    ):
+        assert expected in names
+    position = {name: index for index, name in enumerate(names)}
+    for file in files:
+        for dependency in file.dependency:
+            assert position[dependency] < position[file.name], (file.name, dependency)
+
+
+def test_imported_modules_reads_import_lines():
+    text = 'syntax = "proto3";\nimport "a/b-c.proto";\n  import public "d/e.proto";\n'
+    assert regenerate.imported_modules(text) == ("a.b_c_pb2", "d.e_pb2")

@@ -1,0 +1,160 @@
+"""Make-before-break and bookkeeping rules shared by SotW and Delta, on the sans-IO core."""
+
+from __future__ import annotations
+
+import pytest
+
+from sut.mutants import Mutants
+from sut.xds import DeltaStream, ResourceType, Snapshot, SotwStream
+from sut.xds.stream import AdsStream
+from tests.xds.builders import delta_request, names_of, sotw_request, type_of, world
+
+LDS, RDS, CDS, EDS = (
+    ResourceType.LISTENER,
+    ResourceType.ROUTE,
+    ResourceType.CLUSTER,
+    ResourceType.ENDPOINT,
+)
+
+
+class Client:
+    """Plays Envoy's side of one stream: subscribes like Envoy and ACKs on request."""
+
+    def __init__(self, mode: str, mutants: Mutants = Mutants()) -> None:
+        self.mode = mode
+        self.stream: AdsStream = (DeltaStream if mode == "delta" else SotwStream)(mutants=mutants)
+        self.names: dict[ResourceType, list[str]] = {}
+
+    def request(self, kind: ResourceType, names=(), nonce: str = "") -> list:
+        self.names[kind] = sorted(names)
+        if self.mode == "delta":
+            return self.stream.receive(delta_request(kind, names, nonce=nonce))
+        return self.stream.receive(sotw_request(kind, names, nonce=nonce))
+
+    def ack(self, response) -> list:
+        kind = type_of(response)
+        if self.mode == "delta":
+            return self.stream.receive(delta_request(kind, nonce=response.nonce))
+        return self.stream.receive(
+            sotw_request(
+                kind, self.names.get(kind, ()), nonce=response.nonce, version=response.version_info
+            )
+        )
+
+    def start(self, snapshot: Snapshot) -> None:
+        self.stream.on_snapshot(snapshot)
+        (cds,) = self.request(CDS)
+        (eds,) = self.request(EDS, sorted(snapshot.of_type(EDS)))
+        self.ack(cds)
+        self.ack(eds)
+        (lds,) = self.request(LDS)
+        self.ack(lds)
+        (rds,) = self.request(RDS, sorted(snapshot.of_type(RDS)))
+        self.ack(rds)
+        assert self.stream.converged()
+
+
+MODES = ["delta", "sotw"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_make_before_break_cds_then_eds_then_lds_then_rds(mode):
+    client = Client(mode)
+    client.start(world({"r1": ("c1",)}))
+    new_world = world({"r1": ("c1", "c2"), "r2": ("c2",)})
+    rds_nonce_before = client.stream._types[RDS].last_sent_nonce
+    pushed = client.stream.on_snapshot(new_world)
+    assert [type_of(r) for r in pushed] == [CDS]
+    (eds,) = client.request(EDS, ["c1", "c2"], nonce=client.stream._types[EDS].last_sent_nonce)
+    assert "c2" in names_of(eds)
+    assert client.ack(pushed[0]) == []  # CDS ACKed, but c2's endpoints are not yet ACKed
+    lds, rds = client.ack(eds)
+    # LDS once clusters and endpoints are ACKed; RDS right after it (r1 now names c2).
+    assert (type_of(lds), type_of(rds)) == (LDS, RDS)
+    assert names_of(rds) == ["r1"]
+    # The new listener's route config is asked for while the RDS response is in flight.
+    assert client.request(RDS, ["r1", "r2"], nonce=rds_nonce_before) == []
+    (r2,) = client.ack(rds)
+    assert "r2" in names_of(r2)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_route_never_names_a_cluster_before_the_cluster_is_acked(mode):
+    client = Client(mode)
+    client.start(world({"r1": ("c1",)}))
+    pushed = client.stream.on_snapshot(world({"r1": ("c1", "c2")}))
+    assert RDS not in [type_of(r) for r in pushed]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_updated_cluster_gets_its_load_assignment_again(mode):
+    client = Client(mode)
+    client.start(world({"r1": ("c1",)}))
+    # Delta: Envoy sends no EDS request; SotW: its EDS request looks exactly like an ACK. So
+    # the server sends the unchanged ClusterLoadAssignment right behind the Cluster.
+    cds, eds = client.stream.on_snapshot(world({"r1": ("c1",)}, cluster_timeouts={"c1": 900}))
+    assert (type_of(cds), type_of(eds)) == (CDS, EDS)
+    assert names_of(eds) == ["c1"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mutant_eds_not_resent_on_cds_leaves_the_cluster_warming(mode):
+    client = Client(mode, Mutants.of(["eds-not-resent-on-cds"]))
+    client.start(world({"r1": ("c1",)}))
+    (cds,) = client.stream.on_snapshot(world({"r1": ("c1",)}, cluster_timeouts={"c1": 900}))
+    assert type_of(cds) is CDS
+    eds_nonce = client.stream._types[EDS].last_sent_nonce
+    assert client.ack(cds) == []
+    if mode == "sotw":
+        assert client.stream.receive(sotw_request(EDS, ["c1"], nonce=eds_nonce)) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_removals_go_last(mode):
+    client = Client(mode)
+    client.start(world({"r1": ("c1",), "r2": ("c2",)}))
+    pushed = client.stream.on_snapshot(world({"r1": ("c1",)}))
+    assert [type_of(r) for r in pushed] == [LDS]
+    after_lds = client.ack(pushed[0])
+    if mode == "delta":
+        # Envoy drops the removed listener's RouteConfiguration subscription.
+        after_lds += client.stream.receive(
+            delta_request(RDS, unsubscribe=["r2"], nonce=client.stream._types[RDS].last_sent_nonce)
+        )
+    (cds,) = [r for r in after_lds if type_of(r) is CDS]
+    if mode == "delta":
+        assert list(cds.removed_resources) == ["c2"]
+    else:
+        assert names_of(cds) == ["c1"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mutant_unordered_push_sends_routes_before_clusters(mode):
+    client = Client(mode, Mutants.of(["unordered-push"]))
+    client.start(world({"r1": ("c1",)}))
+    pushed = client.stream.on_snapshot(world({"r1": ("c1", "c2")}))
+    kinds = [type_of(r) for r in pushed]
+    assert kinds.index(RDS) < kinds.index(CDS)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_converged_means_nothing_in_flight_and_nothing_to_send(mode):
+    client = Client(mode)
+    client.start(world({"r1": ("c1",)}))
+    (rds,) = client.stream.on_snapshot(world({"r1": ("c1",)}, marker="m"))
+    assert not client.stream.converged()
+    assert client.stream.status().of_type(RDS).in_flight_nonce == rds.nonce
+    client.ack(rds)
+    assert client.stream.converged()
+    assert client.stream.status().converged
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_exchange_log_records_requests_and_responses_in_order(mode):
+    client = Client(mode)
+    client.start(world({"r1": ("c1",)}))
+    log = list(client.stream.exchanges)
+    assert [e.seq for e in log] == sorted(e.seq for e in log)
+    notes = [(e.direction, e.type_short, e.note) for e in log]
+    assert ("response", "CDS", "") in notes
+    assert ("request", "RDS", "ack") in notes
