@@ -20,9 +20,10 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 
 def _smoke(args: argparse.Namespace) -> int:
+    from harness.envoy import XdsMode
     from harness.smoke import SmokeFailed, run_smoke
 
-    modes = ["delta", "sotw"] if args.xds == "both" else [args.xds]
+    modes: list[XdsMode] = ["delta", "sotw"] if args.xds == "both" else [args.xds]
     for mode in modes:
         try:
             run_smoke(mode)

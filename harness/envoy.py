@@ -357,15 +357,19 @@ class EnvoyBootstrap:
         return document
 
     def to_yaml(self) -> str:
+        """For humans; Envoy gets JSON (`to_json`), since its YAML reads a bare `n` as false."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1)
 
 
 def validate_bootstrap(bootstrap: EnvoyBootstrap, timeout: float = 30.0) -> str:
     """Run `envoy --mode validate` on the bootstrap; return its output, raise EnvoyError if
     Envoy rejects it. Cheap (~0.1 s) and checks the whole schema, extensions included."""
     with tempfile.TemporaryDirectory(prefix="routeproof-validate-") as directory:
-        path = Path(directory) / "bootstrap.yaml"
-        path.write_text(bootstrap.to_yaml())
+        path = Path(directory) / "bootstrap.json"
+        path.write_text(bootstrap.to_json())
         completed = subprocess.run(
             [
                 str(envoy_binary()),
@@ -627,7 +631,7 @@ class EnvoyProcess:
 
     @property
     def bootstrap_path(self) -> Path:
-        return self.workdir / "bootstrap.yaml"
+        return self.workdir / "bootstrap.json"
 
     @property
     def log_path(self) -> Path:
@@ -695,7 +699,7 @@ class EnvoyProcess:
             raise EnvoyError("Envoy already started; stop() or restart() it")
         self._workdir = Path(tempfile.mkdtemp(prefix="routeproof-envoy-"))
         self._final_log = []
-        self.bootstrap_path.write_text(self.bootstrap.to_yaml())
+        self.bootstrap_path.write_text(self.bootstrap.to_json())
         stderr = self._stderr_path.open("wb")
         try:
             self.started_at = time.monotonic()
