@@ -10,6 +10,13 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.check import describe_settings
+
+if TYPE_CHECKING:
+    from harness.stack import StackSettings
 
 __all__ = ["main"]
 
@@ -34,6 +41,128 @@ def _smoke(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_sut_options(parser: argparse.ArgumentParser, *, both: bool = False) -> None:
+    from sut.controlplane import FailurePolicy
+    from sut.mutants import MUTANTS
+
+    modes = ["delta", "sotw", "both"] if both else ["delta", "sotw"]
+    parser.add_argument(
+        "--xds",
+        choices=modes,
+        default="both" if both else "delta",
+        help="ADS variant Envoy uses (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--failure-policy",
+        choices=[policy.value for policy in FailurePolicy],
+        default=None,
+        help="what a fail-closed extension failure publishes (default: keep-last-good, or what"
+        " a combination mutant requires)",
+    )
+    parser.add_argument(
+        "--mutant",
+        action="append",
+        default=[],
+        choices=sorted(MUTANTS),
+        metavar="MUTANT",
+        help="switch a known bug back into the SUT (repeatable): " + ", ".join(sorted(MUTANTS)),
+    )
+    parser.add_argument(
+        "--initial-fetch-timeout",
+        type=float,
+        default=1.0,
+        help="seconds Envoy waits for a subscribed resource (default: %(default)s)",
+    )
+
+
+def _stack_settings(args: argparse.Namespace, mode: str) -> StackSettings:
+    from harness.stack import StackSettings
+    from sut.controlplane import FailurePolicy
+    from sut.mutants import Mutants
+
+    mutants = Mutants.of(args.mutant)
+    policy = args.failure_policy or mutants.failure_policy() or FailurePolicy.KEEP_LAST_GOOD.value
+    return StackSettings(
+        mode=mode,  # type: ignore[arg-type]
+        failure_policy=FailurePolicy(policy),
+        mutants=mutants,
+        initial_fetch_timeout=args.initial_fetch_timeout,
+    )
+
+
+def _modes(args: argparse.Namespace) -> list[str]:
+    return ["delta", "sotw"] if args.xds == "both" else [args.xds]
+
+
+def _scenario(args: argparse.Namespace) -> int:
+    from harness.scenarios import run_seed
+
+    settings = _stack_settings(args, args.xds)
+    print(f"scenario seed ({describe_settings(settings)})")
+    passed = run_seed(settings)
+    print(f"scenario seed: {'ok' if passed else 'FAILED: a route does not resolve as it should'}")
+    return EXIT_OK if passed else EXIT_FAILED
+
+
+def _check(args: argparse.Namespace) -> int:
+    from harness.check import (
+        CheckOptions,
+        format_counterexample,
+        progress_printer,
+        run_check,
+        save_replay,
+    )
+
+    total_examples = total_steps = 0
+    for mode in _modes(args):
+        settings = _stack_settings(args, mode)
+        options = CheckOptions(
+            stack=settings,
+            max_examples=args.max_examples,
+            steps=args.steps,
+            seed=args.seed,
+            shrink_seconds=args.shrink_seconds,
+            derandomize=args.seed is None and os.environ.get("CI", "").lower() == "true",
+        )
+        print(f"check: {describe_settings(settings)}", file=sys.stderr)
+        result = run_check(options, progress_printer(mode, args.max_examples))
+        total_examples += result.examples
+        total_steps += result.steps
+        if not result.passed:
+            if result.failure is None:
+                print(f"check: the run failed without a recorded counterexample: {result.error}")
+                return EXIT_FAILED
+            path = save_replay(result.failure, settings)
+            print(format_counterexample(result.failure, f"python -m harness replay {path}"))
+            first = result.seconds_to_failure or 0.0
+            print(
+                f"time to first failure {first:.1f} s, to the shrunk result {result.seconds:.1f} s"
+            )
+            print(f"check: counterexample in {len(result.failure.operations)} steps ({mode})")
+            return EXIT_FAILED
+        print(
+            f"[{mode}] passed {result.examples} examples, {result.steps} steps in"
+            f" {result.seconds:.0f} s ({result.steps / max(result.seconds, 1e-9):.1f} steps/s)",
+            file=sys.stderr,
+        )
+    print(f"check: passed {total_examples} examples, {total_steps} steps ({args.xds})")
+    return EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from harness.check import load_replay, replay
+
+    try:
+        settings, operations = load_replay(Path(args.file))
+    except ValueError as error:
+        print(f"replay: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"replay: {len(operations)} operations ({describe_settings(settings)})")
+    violations = replay(settings, operations)
+    print("replay: counterexample reproduced" if violations else "replay: every invariant held")
+    return EXIT_FAILED if violations else EXIT_OK
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m harness",
@@ -46,6 +175,40 @@ def _parser() -> argparse.ArgumentParser:
     )
     smoke.add_argument("--xds", choices=["delta", "sotw", "both"], default="delta")
     smoke.set_defaults(run=_smoke)
+
+    scenario = commands.add_parser(
+        "scenario", help="run a fixed reproduction (seed: Envoy Gateway issue 5595)"
+    )
+    scenario.add_argument("name", choices=["seed"], help="the scenario to run")
+    _add_sut_options(scenario)
+    scenario.set_defaults(run=_scenario)
+
+    check = commands.add_parser(
+        "check",
+        help="Hypothesis state machine against real Envoy: find and shrink counterexamples",
+    )
+    _add_sut_options(check, both=True)
+    check.add_argument(
+        "--max-examples", type=int, default=50, help="examples per mode (default: %(default)s)"
+    )
+    check.add_argument(
+        "--steps", type=int, default=12, help="steps per example (default: %(default)s)"
+    )
+    check.add_argument("--seed", type=int, default=None, help="make the search reproducible")
+    check.add_argument(
+        "--shrink-seconds",
+        type=float,
+        default=90.0,
+        help="stop shrinking a counterexample after this long (default: %(default)s)",
+    )
+    check.set_defaults(run=_check)
+
+    replay = commands.add_parser("replay", help="replay a counterexample file written by check")
+    replay.add_argument("file", help="runs/counterexample-....json")
+    replay.set_defaults(run=_replay)
+    from harness.serve import add_serve_commands
+
+    add_serve_commands(commands)
     return parser
 
 

@@ -47,7 +47,9 @@ class StackSettings:
     initial_fetch_timeout: float = 1.0
     """Short, so a subscription the server never answers shows within a step."""
     extension: bool = True
-    extension_hooks: frozenset[Hook] = frozenset({Hook.POST_TRANSLATE_MODIFY})
+    extension_hooks: frozenset[Hook] = frozenset(
+        {Hook.POST_ROUTE_MODIFY, Hook.POST_TRANSLATE_MODIFY}
+    )
     extension_deadline: float = 0.2
     extension_retry: RetryPolicy = attrs.field(
         factory=lambda: RetryPolicy(max_attempts=2, initial_backoff=0.02, max_backoff=0.05)
@@ -97,6 +99,7 @@ class Stack:
         self.origins: dict[str, ListenerOrigin] = {}
         self.envoy_starts = 0
         self.control_plane_starts = 0
+        self._reconnect_pending = False
 
     # ------------------------------------------------------------- lifecycle
 
@@ -200,6 +203,7 @@ class Stack:
         assert self.xds is not None
         self.relay.set_upstream(("127.0.0.1", self.xds.port))
         self.relay.refuse(False)
+        self._reconnect_pending = True
 
     # --------------------------------------------------------- the world
 
@@ -249,9 +253,10 @@ class Stack:
 
     # ----------------------------------------------------------- extension
 
-    def extension_fault(self, fault: Fault) -> None:
+    def extension_fault(self, fault: Fault, hook: Hook | None = None) -> None:
+        """Make one hook (or, with None, every hook) fail the way `fault` says."""
         assert self.extension_server is not None
-        self.extension_server.set_fault(fault)
+        self.extension_server.set_fault(fault, hooks=None if hook is None else [hook])
 
     def extension_recover(self, generation: int | None = None) -> None:
         assert self.extension_server is not None
@@ -266,7 +271,17 @@ class Stack:
     # ------------------------------------------------------------ xDS link
 
     def cut_xds(self) -> None:
+        """Close the xDS connection; returns once the server has seen its streams end, so the
+        next convergence waits for Envoy's new stream rather than trusting the dead one."""
+        assert self.xds is not None
+        node = self.settings.node_id
+        before = {status.stream_id for status in self.xds.stream_statuses(node)}
         self.relay.cut()
+        self.xds.wait_for(
+            lambda: not before & {status.stream_id for status in self.xds.stream_statuses(node)},  # type: ignore[union-attr]
+            2.0,
+        )
+        self._reconnect_pending = True
 
     def hold_xds(self) -> None:
         self.relay.hold()
@@ -274,7 +289,7 @@ class Stack:
     def release_xds(self) -> None:
         self.relay.release()
 
-    def push_rejected_update(self, timeout: float = 5.0) -> tuple[bool, str]:
+    def push_rejected_update(self, timeout: float = 2.0) -> tuple[bool, str]:
         """Publish a RouteConfiguration Envoy must NACK, wait for the NACK, then restore.
 
         Models a control-plane bug that lets an invalid resource escape validation. Returns
@@ -283,10 +298,16 @@ class Stack:
         node = self.settings.node_id
         good = self.cache.get_snapshot(node)
         assert good is not None and self.xds is not None
+        subscribed = {
+            name
+            for status in self.xds.stream_statuses(node)
+            for name in status.of_type(ResourceType.ROUTE).subscribed
+        }
         routes = good.of_type(ResourceType.ROUTE)
-        if not routes:
-            return False, ""
-        target = routes[sorted(routes)[0]]
+        candidates = sorted(name for name in routes if name in subscribed)
+        if not candidates:
+            return False, ""  # Envoy holds no RouteConfiguration to reject
+        target = routes[candidates[0]]
         rejected_message = route_pb2.RouteConfiguration()
         rejected_message.CopyFrom(target.message())
         host = rejected_message.virtual_hosts.add(
@@ -322,7 +343,13 @@ class Stack:
     def converge(self, timeout: float | None = None) -> Convergence:
         """Wait until every stream ACKed the cache's snapshot and Envoy holds exactly it."""
         if timeout is None:
-            timeout = 2 * self.settings.initial_fetch_timeout + 1.0
+            # Well under initial_fetch_timeout: a correct server converges in milliseconds, so
+            # anything slower is a subscription it failed to answer. After a control-plane
+            # restart Envoy first has to reconnect (its back-off tops out at 0.5 s).
+            timeout = 0.5 * self.settings.initial_fetch_timeout
+            if self._reconnect_pending:
+                timeout += 1.0
+                self._reconnect_pending = False
         started = time.monotonic()
         deadline = started + timeout
         snapshot = self.published_snapshot()

@@ -3,6 +3,11 @@
 PostRouteModify per route, PostVirtualHostModify per virtual host, PostHTTPListenerModify per
 listener, then PostTranslateModify over the whole result. The readiness listener is never shown to
 the extension, so no hook can rewrite it.
+
+A failed call does not throw away the stages that completed before it: Envoy Gateway applies the
+per-route, per-virtual-host and per-listener changes while it translates, so when
+PostTranslateModify fails they are already in what its failure handling rewrites. `run_hooks`
+returns that work together with the failure, and the runner decides what to publish.
 """
 
 from __future__ import annotations
@@ -12,39 +17,85 @@ from collections.abc import Iterable
 import attrs
 from envoy.config.route.v3 import route_pb2
 
-from sut.extension import ExtensionClient, Hook, ListenerContext, RouteContext
+from sut.errors import ExtensionError
+from sut.extension import ExtensionClient, FailureKind, Hook, ListenerContext, RouteContext
 from sut.translate import XdsResources
 
-__all__ = ["run_hooks"]
+__all__ = ["HookRun", "run_hooks"]
 
 
-def run_hooks(
-    resources: XdsResources, client: ExtensionClient, hooks: Iterable[Hook]
-) -> XdsResources:
-    """The translation as modified by the enabled hooks; raises ExtensionError on a failure."""
+@attrs.frozen
+class HookRun:
+    """What the enabled hooks made of a translation.
+
+    `resources` is the whole result when `failure` is None; otherwise the result of the stages
+    that completed before the failed call (the translation itself if none did).
+    """
+
+    resources: XdsResources
+    failure: ExtensionError | None = None
+
+
+def run_hooks(resources: XdsResources, client: ExtensionClient, hooks: Iterable[Hook]) -> HookRun:
+    """The translation as modified by the enabled hooks, stage by stage, up to a failed call."""
     enabled = frozenset(hooks)
-    routes = resources.route_configurations
-    if Hook.POST_ROUTE_MODIFY in enabled or Hook.POST_VIRTUAL_HOST_MODIFY in enabled:
-        routes = tuple(_modify_route_configuration(rc, client, enabled) for rc in routes)
+    done = resources
+    try:
+        if Hook.POST_ROUTE_MODIFY in enabled or Hook.POST_VIRTUAL_HOST_MODIFY in enabled:
+            done = attrs.evolve(
+                done,
+                route_configurations=tuple(
+                    _modify_route_configuration(rc, client, enabled)
+                    for rc in done.route_configurations
+                ),
+            )
+        if Hook.POST_HTTP_LISTENER_MODIFY in enabled:
+            done = attrs.evolve(
+                done,
+                listeners=tuple(
+                    item
+                    if item.name == done.readiness_listener
+                    else client.post_http_listener_modify(item, ListenerContext())
+                    for item in done.listeners
+                ),
+            )
+        if Hook.POST_TRANSLATE_MODIFY in enabled:
+            done = _post_translate(done, client)
+    except ExtensionError as failure:
+        return HookRun(_sorted(done), failure)
+    return HookRun(_sorted(done))
+
+
+def _post_translate(resources: XdsResources, client: ExtensionClient) -> XdsResources:
     readiness = [item for item in resources.listeners if item.name == resources.readiness_listener]
-    listeners = tuple(
-        item for item in resources.listeners if item.name != resources.readiness_listener
+    served = [item for item in resources.listeners if item.name != resources.readiness_listener]
+    result = client.post_translate_modify(
+        resources.clusters, resources.secrets, served, resources.route_configurations
     )
-    if Hook.POST_HTTP_LISTENER_MODIFY in enabled:
-        listeners = tuple(
-            client.post_http_listener_modify(item, ListenerContext()) for item in listeners
+    if any(item.name == resources.readiness_listener for item in result.listeners):
+        raise ExtensionError(
+            Hook.POST_TRANSLATE_MODIFY.value,
+            FailureKind.INVALID_OUTPUT.value,
+            f"returned a Listener named {resources.readiness_listener!r}, the readiness listener",
         )
-    clusters, secrets = resources.clusters, resources.secrets
-    if Hook.POST_TRANSLATE_MODIFY in enabled:
-        result = client.post_translate_modify(clusters, secrets, listeners, routes)
-        clusters, secrets = result.clusters, result.secrets
-        listeners, routes = result.listeners, result.routes
     return attrs.evolve(
         resources,
-        listeners=tuple(sorted((*listeners, *readiness), key=lambda item: item.name)),
-        route_configurations=tuple(sorted(routes, key=lambda item: item.name)),
-        clusters=tuple(sorted(clusters, key=lambda item: item.name)),
-        secrets=tuple(sorted(secrets, key=lambda item: item.name)),
+        listeners=(*result.listeners, *readiness),
+        route_configurations=result.routes,
+        clusters=result.clusters,
+        secrets=result.secrets,
+    )
+
+
+def _sorted(resources: XdsResources) -> XdsResources:
+    return attrs.evolve(
+        resources,
+        listeners=tuple(sorted(resources.listeners, key=lambda item: item.name)),
+        route_configurations=tuple(
+            sorted(resources.route_configurations, key=lambda item: item.name)
+        ),
+        clusters=tuple(sorted(resources.clusters, key=lambda item: item.name)),
+        secrets=tuple(sorted(resources.secrets, key=lambda item: item.name)),
     )
 
 

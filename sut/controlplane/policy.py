@@ -61,7 +61,11 @@ def with_rds_error(resources: XdsResources) -> XdsResources:
 
 
 def with_inline_error(resources: XdsResources) -> XdsResources:
-    """Point every HCM (but the readiness listener's) at the inline error route config."""
+    """Point every HCM (but the readiness listener's) at the inline error route config.
+
+    The RouteConfigurations stay in the snapshot unchanged, as in Envoy Gateway v1.3: Envoy drops
+    its RDS subscriptions, while the cache keeps believing Envoy holds them.
+    """
     listeners = tuple(
         listener if listener.name == resources.readiness_listener else _inline(listener)
         for listener in resources.listeners

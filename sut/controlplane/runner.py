@@ -3,8 +3,10 @@
 Rules of this module:
 1. Every stage before the cache is pure; only this runner talks to the extension and the cache.
 2. A hook failure (unavailable, deadline, error status, invalid output, or output Envoy would
-   refuse) with fail-open publishes the translation without the extension's changes; fail-closed
-   hands it to the failure policy.
+   refuse) with fail-open publishes the translation without the failed part: a failed call is
+   "no change", invalid output (known only once every hook answered) drops all of the
+   extension's changes; the result says FAIL_OPEN either way. Fail-closed hands the failure
+   policy what the hooks before the failed call made (the bare translation if that is invalid).
 3. A snapshot that is not self-consistent is never published; the last good one stays.
 4. The readiness listener is never rewritten.
 5. Publishing an equal snapshot is a no-op (content-hash versions).
@@ -117,34 +119,48 @@ class ControlPlane:
     def _reconcile(self) -> ReconcileResult:
         translation = translate(self._store, self.settings.translate_options)
         self.last_translation = translation
-        try:
-            resources = self._run_extension(translation.xds)
-        except ExtensionError as failure:
-            return self._on_hook_failure(translation.xds, failure)
-        return self._publish(resources, Outcome.PUBLISHED)
-
-    def _run_extension(self, translated: XdsResources) -> XdsResources:
+        translated = translation.xds
         if self.extension is None or not self.settings.hooks:
-            return translated
-        modified = run_hooks(translated, self.extension, sorted(self.settings.hooks))
-        problems = envoy_rejections(modified) + self._consistency_errors(_snapshot_of(modified))
+            return self._publish(translated, Outcome.PUBLISHED)
+        passes_before = self.extension.statistics().fail_open_passes
+        run = run_hooks(translated, self.extension, sorted(self.settings.hooks))
+        problems = self._output_problems(run.resources)
+        if run.failure is not None:
+            # The failure policy rewrites what the completed hooks made, unless that is invalid.
+            base = translated if problems else run.resources
+            return self._on_hook_failure(translated, base, run.failure)
         if problems:
-            raise ExtensionError(
+            failure = ExtensionError(
                 "output", "invalid-output", "; ".join(problems[:5]) + _more(problems, 5)
             )
-        return modified
+            return self._on_hook_failure(translated, translated, failure)
+        statistics = self.extension.statistics()
+        if statistics.fail_open_passes > passes_before:
+            # A hook failed and the client let its inputs through. Fail-open publishes the
+            # translation without any of the extension's changes, not a half-modified one.
+            return self._publish(translated, Outcome.FAIL_OPEN, str(statistics.last_error))
+        return self._publish(run.resources, Outcome.PUBLISHED)
+
+    def _output_problems(self, resources: XdsResources) -> list[str]:
+        """What Envoy would refuse in the hooks' output, and every reference it leaves dangling."""
+        try:
+            snapshot = _snapshot_of(resources)
+        except ValueError as clash:  # two different resources of one type and name
+            return [str(clash)]
+        return envoy_rejections(resources) + self._consistency_errors(snapshot)
 
     def _on_hook_failure(
-        self, translated: XdsResources, failure: ExtensionError
+        self, translated: XdsResources, base: XdsResources, failure: ExtensionError
     ) -> ReconcileResult:
+        """Fail-open publishes the bare translation; fail-closed applies the policy to `base`."""
         error = str(failure)
         if self.extension is not None and self.extension.fail_open:
             return self._publish(translated, Outcome.FAIL_OPEN, error)
         policy = self.settings.failure_policy
         if policy is FailurePolicy.RDS_ERROR:
-            return self._publish(with_rds_error(translated), Outcome.FAILURE_POLICY, error)
+            return self._publish(with_rds_error(base), Outcome.FAILURE_POLICY, error)
         if policy is FailurePolicy.INLINE_ERROR:
-            return self._publish(with_inline_error(translated), Outcome.FAILURE_POLICY, error)
+            return self._publish(with_inline_error(base), Outcome.FAILURE_POLICY, error)
         return ReconcileResult(Outcome.KEPT_LAST_GOOD, self._cached_version(), error)
 
     def _publish(

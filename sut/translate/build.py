@@ -23,6 +23,8 @@ Rules of this module (each cites the spec text it implements in `apis/v1`):
 - Listener Isolation: on one port, a route hostname that a more specific listener covers is
   dropped from the less specific listener, and (HTTP, shared RouteConfiguration) every listener
   hostname gets a virtual host, so hosts of a specific listener never reach a broader one.
+- Misdirected requests (Listener.Hostname): on an HTTPS filter chain, the hostnames of the
+  port's other listeners answer 421, the chain's own hostname keeps 404 for unrouted hosts.
 - Precedence inside a virtual host (HTTPRouteRule.Matches doc): Exact path, then
   RegularExpression (Envoy Gateway's choice; the spec leaves it open), then PathPrefix; longer
   path values first (PathPrefix "/" counts 0); a method match; more header matches; more query
@@ -914,6 +916,51 @@ def _listener_virtual_hosts(
     return hosts
 
 
+_MISDIRECTED_STATUS = 421
+
+
+def _with_misdirected_hosts(
+    state: _ListenerState, port_group: Sequence[_ListenerState], hosts: list[VirtualHost]
+) -> tuple[VirtualHost, ...]:
+    """HTTPS: a Host that another listener of the port serves answers 421 on this connection.
+
+    Listener.Hostname: "If another Listener has an exact match or more specific wildcard entry,
+    the Gateway SHOULD return a 421. If the current Listener (selected by SNI matching during
+    ClientHello) does not match the Host: If another Listener does match the Host, the Gateway
+    SHOULD return a 421. If no other Listener matches the Host, the Gateway MUST return a 404."
+    Without this, a more specific listener's Host reaches this listener's wildcard routes over
+    a connection whose SNI chose this listener. Each other listener's hostname becomes a virtual
+    host answering 421; this listener's own hostname gets a route-less virtual host (404) so its
+    hosts never fall into a broader 421 host. Envoy picks the most specific domain, which is
+    exactly the listener precedence of the spec.
+    """
+    taken = {host.domain for host in hosts}
+    result = list(hosts)
+
+    def add(domain: str, routes: tuple[Route, ...]) -> None:
+        if domain not in taken:
+            taken.add(domain)
+            name = f"{state.ir_name}/{domain.replace('.', '_')}"
+            result.append(VirtualHost(name=name, domain=domain, routes=routes))
+
+    others = [other for other in port_group if other is not state]
+    if not others:
+        return tuple(hosts)
+    if state.spec.hostname is not None:
+        add(state.spec.hostname, ())
+    for other in others:
+        domain = other.spec.hostname or "*"
+        misdirected = Route(
+            name=f"{state.ir_name}/misdirected/{domain.replace('.', '_')}",
+            match=RouteMatchIR(path=StringMatch(kind="PathPrefix", value="/")),
+            action=DirectResponse(_MISDIRECTED_STATUS),
+            # Not from an HTTPRoute: the source names the Gateway, rule and match -1.
+            source=RouteSource(other.gateway.key, -1, -1),
+        )
+        add(domain, (misdirected,))
+    return tuple(sorted(result, key=lambda host: (host.domain, host.name)))
+
+
 def build_ir(resources: Resources, options: TranslateOptions | None = None) -> tuple[IR, Statuses]:
     """Stage 1: decide what every served Gateway serves, and the status of every object."""
     options = options or TranslateOptions()
@@ -991,7 +1038,11 @@ def build_ir(resources: Resources, options: TranslateOptions | None = None) -> t
                             certificates=tuple(c.name for c in state.certificates),
                             route_config=RouteConfig(
                                 state.ir_name,
-                                tuple(_listener_virtual_hosts(state, group, routes_on, False)),
+                                _with_misdirected_hosts(
+                                    state,
+                                    group,
+                                    _listener_virtual_hosts(state, group, routes_on, False),
+                                ),
                             ),
                         )
                     )

@@ -200,6 +200,13 @@ class XdsServer:
                 with live.lock:
                     try:
                         if kind == _REQUEST:
+                            if unwatch is None and live.core.snapshot is None:
+                                first_node = getattr(getattr(payload, "node", None), "id", "")
+                                current = (
+                                    self.cache.get_snapshot(first_node) if first_node else None
+                                )
+                                if current is not None:
+                                    live.core.attach(current)
                             responses = live.core.receive(payload)
                             if unwatch is None and live.core.node_id:
                                 node_id = live.core.node_id

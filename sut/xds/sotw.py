@@ -6,8 +6,9 @@ Rules (on top of those in `stream.py`):
 - LDS and CDS are wildcard when the name list is empty; RDS and EDS with an empty list want nothing.
 - The first request for a type on a stream is always answered with everything it asks for.
 - A name newly added to `resource_names` is answered even if unchanged and sent before.
-- LDS/CDS responses carry the full set (absence deletes); RDS/EDS responses carry every requested
-  resource that exists and never delete. Requested names that do not exist yet are remembered.
+- LDS/CDS responses carry the full set (absence deletes); RDS/EDS responses carry the requested
+  resources that changed or must be answered, and never delete. Requested names that do not
+  exist yet are remembered and sent when they appear.
 """
 
 from __future__ import annotations
@@ -54,12 +55,16 @@ class SotwStream(AdsStream):
             state.wildcard = False
         names.discard("*")
         added = names - state.subscribed
-        self._forget(state, state.subscribed - names)
+        # The bug (mutant): the stream's bookkeeping ignores changes of resource names, so a
+        # dropped name is still believed held and a re-added one is not answered.
+        names_ignored = "sotw-new-names-ignored" in self.mutants
+        if not names_ignored:
+            self._forget(state, state.subscribed - names)
         state.subscribed = names
         if first or not nonce:
             # A (re)opened subscription gets an answer, whatever the server thinks it holds.
             state.resend.update(self._desired_names(state) if self.snapshot else names)
-        elif "sotw-new-names-ignored" not in self.mutants:
+        elif not names_ignored:
             state.resend.update(added)
         return self._flush()
 
@@ -89,27 +94,22 @@ class SotwStream(AdsStream):
 
     def _compose(self, state: _TypeState, updates: list[Resource], removals: list[str]) -> Outgoing:
         assert self.snapshot is not None
+        version = self.snapshot.type_version(state.type)
+        if not state.type.is_wildcard_type:
+            # RDS/EDS: only what changed or must be answered; absence deletes nothing.
+            return Outgoing(state.type, self._next_nonce(), version, tuple(updates), ())
         existing = self.snapshot.of_type(state.type)
-        blocked = {r.name for r in super()._updates(state)} - {r.name for r in updates}
-        chosen = [existing[name] for name in self._desired_names(state) if name not in blocked]
-        # Deferred removals stay in a full set until make-before-break allows dropping them.
+        # Deferred removals stay in the full set until make-before-break allows dropping them.
         kept = [
             resource
             for name, resource in sorted(state.known.items())
-            if name not in existing and name not in removals and state.type.is_wildcard_type
+            if name not in existing and name not in removals
         ]
-        resources = tuple(chosen + kept)
-        version = self.snapshot.type_version(state.type)
+        resources = (*existing.values(), *kept)
         if kept:
             digest = hashlib.sha256("".join(f"{r.name}\0{r.version}\n" for r in resources).encode())
             version = digest.hexdigest()[:16]
-        return Outgoing(
-            type=state.type,
-            nonce=self._next_nonce(),
-            version=version,
-            resources=resources,
-            removed=tuple(removals),
-        )
+        return Outgoing(state.type, self._next_nonce(), version, resources, tuple(removals))
 
     def _to_proto(self, outgoing: Outgoing) -> discovery_pb2.DiscoveryResponse:
         return discovery_pb2.DiscoveryResponse(

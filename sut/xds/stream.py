@@ -194,8 +194,20 @@ class AdsStream(abc.ABC):
 
     def on_snapshot(self, snapshot: Snapshot) -> list[object]:
         """The cache has a new snapshot for this node: send what make-before-break allows."""
-        self.snapshot = snapshot
+        self.attach(snapshot)
         return self._flush()
+
+    def attach(self, snapshot: Snapshot) -> None:
+        """Hold `snapshot` without sending anything yet (the adapter does this before the
+        first request, so versions the client reports are matched against real content)."""
+        self.snapshot = snapshot
+        for state in self._types.values():
+            existing = snapshot.of_type(state.type)
+            for name, held in list(state.known.items()):
+                current = existing.get(name)
+                if not held.body and current is not None and current.version == held.version:
+                    # A version the client reported: now we know its content and references.
+                    state.known[name] = current
 
     @abc.abstractmethod
     def receive(self, request: object) -> list[object]:

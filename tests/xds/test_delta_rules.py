@@ -172,3 +172,25 @@ def test_the_first_request_must_carry_a_node():
     stream = DeltaStream()
     with pytest.raises(RemoteProtocolError, match="node"):
         stream.receive(delta_request(RDS, ["r1"], node=""))
+
+
+def test_a_reconnect_reporting_versions_before_the_snapshot_still_gets_changed_endpoints():
+    """Found by the harness: versions reported before the stream held a snapshot were kept as
+    opaque placeholders without references, which blocked EDS (and then RDS) forever."""
+    before = world({"r1": ("c1",)}, endpoints={"c1": (8001,)})
+    after = world({"r1": ("c1",)}, endpoints={"c1": (8002,)}, marker="new")
+    held = {
+        kind: {name: r.version for name, r in before.of_type(kind).items()}
+        for kind in (CDS, EDS, LDS, RDS)
+    }
+    stream = DeltaStream()
+    assert stream.receive(delta_request(CDS, initial=held[CDS])) == []
+    stream.on_snapshot(after)
+    (eds,) = stream.receive(delta_request(EDS, ["c1"], initial=held[EDS]))
+    assert names_of(eds) == ["c1"]
+    stream.receive(delta_request(LDS, initial=held[LDS]))
+    stream.receive(delta_request(RDS, ["r1"], initial=held[RDS]))
+    (rds,) = ack(stream, eds)
+    assert names_of(rds) == ["r1"]
+    ack(stream, rds)
+    assert stream.converged()

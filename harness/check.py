@@ -1,0 +1,228 @@
+"""`harness check` and `harness replay`: run the state machine, report and replay counterexamples.
+
+A counterexample is printed as the shrunk operations (a numbered list), what the model expected
+against what Envoy returned at the failing step, the xDS exchange of that step, and the command
+that replays it from a JSON file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import attrs
+from hypothesis import HealthCheck, Phase, seed, settings
+from hypothesis.errors import Flaky
+from hypothesis.stateful import get_state_machine_test
+
+from harness.machine import Failure, Progress, machine_for
+from harness.operations import Operation, decode_operations, encode_operations
+from harness.session import Session, Violation
+from harness.stack import StackSettings
+from sut.controlplane import FailurePolicy
+from sut.mutants import Mutants
+
+__all__ = ["CheckOptions", "CheckResult", "replay", "run_check"]
+
+
+@attrs.frozen
+class CheckOptions:
+    stack: StackSettings
+    max_examples: int = 50
+    steps: int = 12
+    seed: int | None = None
+    derandomize: bool = False
+    shrink: bool = True
+    """Shrinking re-runs the failing example many times; `harness mutants` may skip it."""
+    shrink_seconds: float | None = 90.0
+    """Stop shrinking after this long and report the shortest sequence found so far."""
+
+
+@attrs.frozen
+class CheckResult:
+    passed: bool
+    examples: int
+    steps: int
+    seconds: float
+    seconds_to_failure: float | None = None
+    failure: Failure | None = None
+    error: str = ""
+
+
+def _mode_label(stack: StackSettings) -> str:
+    return stack.mode
+
+
+def run_check(
+    options: CheckOptions, on_progress: Callable[[Progress], None] | None = None
+) -> CheckResult:
+    progress = Progress(report=on_progress)
+    machine = machine_for(options.stack, progress)
+    phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
+    if options.shrink:
+        phases.append(Phase.shrink)
+    run_settings = settings(
+        max_examples=options.max_examples,
+        stateful_step_count=options.steps,
+        deadline=None,
+        database=None,
+        derandomize=options.derandomize and options.seed is None,
+        print_blob=False,
+        phases=phases,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+    )
+    test = get_state_machine_test(machine, settings=run_settings)
+    if options.seed is not None:
+        test = seed(options.seed)(test)
+    try:
+        with _shrink_budget(options.shrink_seconds):
+            test()
+    except Exception as error:  # any failure of the test is a counterexample
+        if isinstance(error, Flaky):
+            detail = f"the failure did not reproduce when replayed (flaky): {error}"
+        else:
+            detail = f"{type(error).__name__}: {str(error)[:500]}"
+        return CheckResult(
+            passed=False,
+            examples=progress.examples,
+            steps=progress.steps,
+            seconds=progress.elapsed,
+            seconds_to_failure=progress.first_failure_at,
+            failure=progress.final or progress.last,
+            error=detail,
+        )
+    return CheckResult(True, progress.examples, progress.steps, progress.elapsed)
+
+
+@contextlib.contextmanager
+def _shrink_budget(seconds: float | None) -> Iterator[None]:
+    """Bound the time Hypothesis spends shrinking one failure.
+
+    Hypothesis has no public setting for this; its engine reads a module-level limit (300 s),
+    which we lower for the run and restore afterwards. If a Hypothesis release drops it, the
+    run simply shrinks as long as Hypothesis likes.
+    """
+    from hypothesis.internal.conjecture import engine
+
+    previous = getattr(engine, "MAX_SHRINKING_SECONDS", None)
+    if seconds is None or previous is None:
+        yield
+        return
+    engine.MAX_SHRINKING_SECONDS = seconds  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        engine.MAX_SHRINKING_SECONDS = previous
+
+
+# ------------------------------------------------------------------ reports
+
+
+def describe_settings(stack: StackSettings) -> str:
+    mutants = ", ".join(sorted(stack.mutants.names)) or "none"
+    return f"{stack.mode}, failure policy {stack.failure_policy}, mutants {mutants}"
+
+
+def format_counterexample(failure: Failure, replay_command: str) -> str:
+    lines = ["counterexample (shrunk):"]
+    for number, operation in enumerate(failure.operations, start=1):
+        lines.append(f"  {number}. {operation.describe()}")
+    if not failure.operations:
+        lines.append("  (no operation: the initial state already fails)")
+    where = f"step {len(failure.operations)}" if failure.operations else "the initial state"
+    lines.append(f"after {where}:")
+    for violation in failure.violations:
+        lines += ["  " + line for line in violation.describe().splitlines()]
+    if failure.exchanges:
+        lines.append("xDS exchange during that step (in order):")
+        lines += [f"  {exchange.describe()}" for exchange in failure.exchanges]
+    lines.append(f"replay: {replay_command}")
+    return "\n".join(lines)
+
+
+def save_replay(failure: Failure, stack: StackSettings, directory: Path = Path("runs")) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = directory / f"counterexample-{stack.mode}-{stamp}.json"
+    document = {
+        "settings": {
+            "mode": stack.mode,
+            "failure_policy": str(stack.failure_policy),
+            "mutants": sorted(stack.mutants.names),
+            "initial_fetch_timeout": stack.initial_fetch_timeout,
+        },
+        "operations": json.loads(encode_operations(list(failure.operations))),
+    }
+    path.write_text(json.dumps(document, indent=1) + "\n")
+    return path
+
+
+def load_replay(path: Path) -> tuple[StackSettings, list[Operation]]:
+    """Settings and operations of a replay file; raises ValueError naming the problem."""
+    try:
+        document = json.loads(path.read_text())
+        config = document["settings"]
+        stack = StackSettings(
+            mode=config["mode"],
+            failure_policy=FailurePolicy(config["failure_policy"]),
+            mutants=Mutants.of(config["mutants"]),
+            initial_fetch_timeout=float(config["initial_fetch_timeout"]),
+        )
+        operations = decode_operations(json.dumps(document["operations"]))
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a routeproof replay file ({error})") from error
+    return stack, operations
+
+
+def replay(
+    stack: StackSettings, operations: list[Operation], say: Callable[[str], None] = print
+) -> list[Violation]:
+    """Run operations in order, checking after each; returns the first step's violations."""
+    session = Session(stack)
+    try:
+        session.start()
+        violations = session.check()
+        say(f"initial state: {'ok' if not violations else 'VIOLATED'}")
+        if violations:
+            return violations
+        for number, operation in enumerate(operations, start=1):
+            session.apply(operation)
+            violations = session.check()
+            say(f"{number}. {operation.describe()}: {'ok' if not violations else 'VIOLATED'}")
+            if violations:
+                for violation in violations:
+                    say(violation.describe())
+                exchanges = session.exchanges_of_step()
+                if exchanges:
+                    say("xDS exchange during that step (in order):")
+                    for exchange in exchanges:
+                        say(f"  {exchange.describe()}")
+                return violations
+        return []
+    finally:
+        session.stop()
+
+
+def progress_printer(label: str, max_examples: int) -> Callable[[Progress], None]:
+    """Progress on stderr: at most a few lines a second."""
+    last = [0.0]
+
+    def report(progress: Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] < 2.0:
+            return
+        last[0] = now
+        print(
+            f"[{label}] examples {progress.examples}/{max_examples}, steps {progress.steps},"
+            f" {progress.elapsed:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return report

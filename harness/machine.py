@@ -1,0 +1,290 @@
+"""The Hypothesis state machine: every operation a gateway meets, against model and real Envoy.
+
+Each rule builds one `Operation`, notes it, and applies it to both sides through the `Session`;
+one invariant checks everything after every step. Route names live in a Bundle and are mirrored
+on the instance, because preconditions cannot read Bundles. A fresh stack (Envoy, control plane,
+extension, pods) per example; `teardown` always stops it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import attrs
+from hypothesis import note
+from hypothesis import strategies as st
+from hypothesis.control import current_build_context
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
+
+from harness.operations import (
+    AddListener,
+    CreateRoute,
+    CutXds,
+    DeleteRoute,
+    ExtensionFault,
+    ExtensionRecover,
+    HoldXds,
+    Operation,
+    RejectedUpdate,
+    ReleaseXds,
+    RemoveListener,
+    RestartControlPlane,
+    RestartEnvoy,
+    Resync,
+    Scale,
+    SetFailOpen,
+    UpdateRoute,
+)
+from harness.session import InvariantViolated, Session, Violation
+from harness.stack import StackSettings
+from harness.worlds import (
+    HEADER,
+    LISTENERS,
+    MISSING_SERVICE,
+    ROUTE_HOSTNAMES,
+    ROUTE_PATHS,
+    SERVICES,
+)
+from model import Backend, Match, Route, Rule
+from sut.xds import Exchange
+
+__all__ = ["Failure", "Progress", "machine_for", "route_strategy"]
+
+MAX_ROUTES = 4
+ROUTE_NAMES = tuple(f"route-{index}" for index in range(MAX_ROUTES))
+FAULTS = ("unavailable", "hang", "internal", "invalid-reject", "invalid-dangling")
+HOOKS = (None, "PostTranslateModify", "PostRouteModify")
+
+
+def _rules() -> st.SearchStrategy[tuple[Rule, ...]]:
+    services = st.sampled_from((*SERVICES, MISSING_SERVICE))
+    match = st.builds(
+        Match,
+        path_kind=st.sampled_from(("PathPrefix", "Exact")),
+        path=st.sampled_from(ROUTE_PATHS),
+        headers=st.sampled_from(((), (HEADER,))),
+    )
+    backends = st.one_of(
+        services.map(lambda service: (Backend(service),)),
+        st.tuples(services, services).map(lambda pair: (Backend(pair[0], 1), Backend(pair[1], 0))),
+    )
+    one_rule = st.builds(lambda m, b: Rule((m,), b), match, backends)
+    return st.lists(one_rule, min_size=1, max_size=2).map(tuple)
+
+
+def route_strategy(name: str, created: int) -> st.SearchStrategy[Route]:
+    """HTTPRoutes over the catalogue: overlapping hostnames, prefixes and sections."""
+    return st.builds(
+        Route,
+        name=st.just(name),
+        created=st.just(created),
+        rules=_rules(),
+        hostnames=st.lists(st.sampled_from(ROUTE_HOSTNAMES), max_size=2, unique=True).map(tuple),
+        section=st.sampled_from((None, None, *LISTENERS)),
+    )
+
+
+@attrs.frozen
+class Failure:
+    """The shrunk counterexample, as the final replay of Hypothesis ran it."""
+
+    operations: tuple[Operation, ...]
+    violations: tuple[Violation, ...]
+    exchanges: tuple[Exchange, ...]
+    error: str = ""
+
+
+@attrs.define
+class Progress:
+    """Shared by all examples of one run: what the CLI reports on stderr."""
+
+    examples: int = 0
+    steps: int = 0
+    started: float = attrs.Factory(time.monotonic)
+    first_failure_at: float | None = None
+    final: Failure | None = None
+    last: Failure | None = None
+    """The most recent failing example, shrunk or not (reported when a replay is flaky)."""
+    report: Callable[[Progress], None] | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+class _Machine(RuleBasedStateMachine):
+    stack_settings: ClassVar[StackSettings]
+    progress: ClassVar[Progress]
+    routes = Bundle("routes")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session = Session(self.stack_settings)
+        self.route_names: set[str] = set()
+        self.progress.examples += 1
+        self.session.start()
+        self.route_names = {route.name for route in self.session.world.routes}
+
+    # --------------------------------------------------------------- helpers
+
+    def _do(self, operation: Operation) -> None:
+        note(f"{len(self.session.trace) + 1}. {operation.describe()}")
+        try:
+            self.session.apply(operation)
+        except Exception as error:
+            self._record((Violation("no-crash", f"{type(error).__name__}: {error}"),))
+            raise
+        self.progress.steps += 1
+        if self.progress.report is not None:
+            self.progress.report(self.progress)
+
+    @property
+    def _has_extension(self) -> bool:
+        return self.session.model.extension is not None
+
+    # ----------------------------------------------------------------- rules
+
+    @initialize(target=routes)
+    def initial_routes(self) -> object:
+        """The initial world's routes enter the Bundle (no operation runs)."""
+        return multiple(*sorted(self.route_names))
+
+    @precondition(lambda self: len(self.route_names) < MAX_ROUTES)
+    @rule(target=routes, data=st.data())
+    def create_route(self, data: st.DataObject) -> str:
+        name = data.draw(st.sampled_from(sorted(set(ROUTE_NAMES) - self.route_names)))
+        self.session.next_created += 1
+        route = data.draw(route_strategy(name, self.session.next_created))
+        self._do(CreateRoute(route))
+        self.route_names.add(name)
+        return name
+
+    @rule(name=routes, data=st.data())
+    def update_route(self, name: str, data: st.DataObject) -> None:
+        current = self.session.world.route(name)
+        if current is None:
+            return  # deleted since it entered the bundle
+        self._do(UpdateRoute(data.draw(route_strategy(name, current.created))))
+
+    @rule(name=consumes(routes))
+    def delete_route(self, name: str) -> None:
+        if name not in self.route_names:
+            return
+        self._do(DeleteRoute(name))
+        self.route_names.discard(name)
+
+    @precondition(lambda self: len(self.session.world.listeners) < len(LISTENERS))
+    @rule(data=st.data())
+    def add_listener(self, data: st.DataObject) -> None:
+        present = {item.name for item in self.session.world.listeners}
+        name = data.draw(st.sampled_from(sorted(set(LISTENERS) - present)))
+        self._do(AddListener(LISTENERS[name]))
+
+    @precondition(lambda self: len(self.session.world.listeners) > 1)  # a Gateway needs one
+    @rule(data=st.data())
+    def remove_listener(self, data: st.DataObject) -> None:
+        name = data.draw(
+            st.sampled_from(sorted(item.name for item in self.session.world.listeners))
+        )
+        self._do(RemoveListener(name))
+
+    @rule(service=st.sampled_from(SERVICES), replicas=st.integers(0, 2))
+    def scale(self, service: str, replicas: int) -> None:
+        self._do(Scale(service, replicas))
+
+    @precondition(lambda self: self._has_extension)
+    @rule(fault=st.sampled_from(FAULTS), hook=st.sampled_from(HOOKS))
+    def extension_fails(self, fault: str, hook: str | None) -> None:
+        self._do(ExtensionFault(fault, hook))
+
+    @precondition(
+        lambda self: self._has_extension and self.session.model.extension.failing is not None
+    )
+    @rule(new_generation=st.booleans())
+    def extension_recovers(self, new_generation: bool) -> None:
+        self._do(ExtensionRecover(new_generation))
+
+    @precondition(lambda self: self._has_extension)
+    @rule(enabled=st.booleans())
+    def set_fail_open(self, enabled: bool) -> None:
+        self._do(SetFailOpen(enabled))
+
+    @rule()
+    def resync(self) -> None:
+        self._do(Resync())
+
+    @precondition(lambda self: not self.session.is_held)
+    @rule()
+    def cut_xds(self) -> None:
+        self._do(CutXds())
+
+    @precondition(lambda self: not self.session.is_held)
+    @rule()
+    def hold_xds(self) -> None:
+        self._do(HoldXds())
+
+    @precondition(lambda self: self.session.is_held)
+    @rule()
+    def release_xds(self) -> None:
+        self._do(ReleaseXds())
+
+    @precondition(lambda self: not self.session.is_held)
+    @rule()
+    def restart_envoy(self) -> None:
+        self._do(RestartEnvoy())
+
+    @precondition(lambda self: not self.session.is_held)
+    @rule()
+    def restart_control_plane(self) -> None:
+        self._do(RestartControlPlane())
+
+    @precondition(lambda self: not self.session.is_held)
+    @rule()
+    def rejected_update(self) -> None:
+        self._do(RejectedUpdate())
+
+    # ------------------------------------------------------------ invariants
+
+    @invariant()
+    def every_invariant_holds(self) -> None:
+        try:
+            self.session.check_or_raise()
+        except InvariantViolated as violated:
+            self._record(violated.violations)
+            raise
+
+    def _record(self, violations: tuple[Violation, ...]) -> None:
+        if self.progress.first_failure_at is None:
+            self.progress.first_failure_at = self.progress.elapsed
+        try:
+            final = current_build_context().is_final
+        except Exception:
+            final = True
+        failure = Failure(
+            operations=tuple(self.session.trace),
+            violations=violations,
+            exchanges=tuple(self.session.exchanges_of_step()),
+        )
+        self.progress.last = failure
+        if final:
+            self.progress.final = failure
+
+    def teardown(self) -> None:
+        self.session.stop()
+
+
+def machine_for(settings: StackSettings, progress: Progress) -> type[RuleBasedStateMachine]:
+    """A machine class bound to one SUT configuration and one progress record."""
+    namespace: dict[str, Any] = {"stack_settings": settings, "progress": progress}
+    return type("RouteproofMachine", (_Machine,), namespace)

@@ -1,0 +1,108 @@
+"""Fixed scenarios: known reproductions, run deterministically through the same operations and
+invariants as the state machine.
+
+`seed` is Envoy Gateway issue 5595 (BRIEF.md section 1): two HTTPS Gateway listeners with SNI,
+one HTTPRoute each on its own hostname; the extension fails on PostTranslate; route 1 changes;
+the extension recovers; route 1 changes again. Route 2 must still resolve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from harness.operations import ExtensionFault, ExtensionRecover, Operation, UpdateRoute
+from harness.session import Session, observed_outcome
+from harness.stack import StackSettings
+from harness.worlds import LISTENERS
+from model import Backend, Match, Request, Route, Rule, Service, World
+
+__all__ = ["SEED_ROUTES", "run_seed", "seed_operations", "seed_world"]
+
+SEED_ROUTES = {
+    "route-1": Request(8443, "https", "a.example.com", "/"),
+    "route-2": Request(8443, "https", "b.example.com", "/"),
+}
+
+
+def _route(name: str, listener: str, hostname: str, *rules: Rule) -> Route:
+    return Route(name, int(name[-1]), rules, hostnames=(hostname,), section=listener)
+
+
+def seed_world(pods: dict[str, tuple[str, ...]]) -> World:
+    return World(
+        listeners=(LISTENERS["https-a"], LISTENERS["https-b"]),
+        routes=(
+            _route(
+                "route-1",
+                "https-a",
+                "a.example.com",
+                Rule((Match("PathPrefix", "/"),), (Backend("svc-a"),)),
+            ),
+            _route(
+                "route-2",
+                "https-b",
+                "b.example.com",
+                Rule((Match("PathPrefix", "/"),), (Backend("svc-b"),)),
+            ),
+        ),
+        services=tuple(Service(name, pods.get(name, ())) for name in ("svc-a", "svc-b", "svc-c")),
+    )
+
+
+def seed_operations() -> list[Operation]:
+    base = Rule((Match("PathPrefix", "/"),), (Backend("svc-a"),))
+    first_change = _route(
+        "route-1",
+        "https-a",
+        "a.example.com",
+        base,
+        Rule((Match("PathPrefix", "/v2"),), (Backend("svc-c"),)),
+    )
+    second_change = _route(
+        "route-1",
+        "https-a",
+        "a.example.com",
+        base,
+        Rule((Match("PathPrefix", "/v3"),), (Backend("svc-c"),)),
+    )
+    return [
+        ExtensionFault("internal", "PostTranslateModify"),
+        UpdateRoute(first_change),
+        ExtensionRecover(new_generation=False),
+        UpdateRoute(second_change),
+    ]
+
+
+def run_seed(settings: StackSettings, say: Callable[[str], None] = print) -> bool:
+    """Run the seed scenario; True when every route resolves as the model says."""
+    session = Session(attrs.evolve(settings, extension=True))
+    try:
+        session.start(seed_world)
+        say(f"start: {session.stack.converge().describe()}")
+        for number, operation in enumerate(seed_operations(), start=1):
+            session.apply(operation)
+            result = (
+                session.stack.control_plane.last_result if session.stack.control_plane else None
+            )
+            outcome = f" -> control plane: {result.outcome}" if result is not None else ""
+            say(f"step {number}: {operation.describe()}{outcome}")
+            convergence = session.stack.converge()
+            say(f"        {convergence.describe()}")
+        all_good = True
+        for route, request in SEED_ROUTES.items():
+            expected = session.model.expect(request)
+            actual = observed_outcome(
+                session.stack.probe(request.port, "https", request.host, request.path)
+            )
+            verdict = "ok" if actual in expected else "WRONG"
+            all_good &= actual in expected
+            wanted = " or ".join(sorted(item.describe() for item in expected))
+            say(f"{route} {request.describe()}: expected {wanted}")
+            say(f"{' ' * len(route)} got {actual.describe()} -> {verdict}")
+        for violation in session.check():
+            say(violation.describe())
+        return all_good
+    finally:
+        session.stop()

@@ -1,0 +1,209 @@
+"""The harness's world: a catalogue of listeners, hostnames, paths and Services, and how a model
+world becomes the Kubernetes manifests a user would write.
+
+The catalogue is small on purpose. It still makes routes overlap in hostnames (exact, wildcard,
+none) and path prefixes, puts two HTTPS listeners on one port with SNI (the seed's shape), and
+lets a listener disappear and come back under the same name.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from importlib import resources as package_files
+from typing import Any
+
+import attrs
+import yaml
+
+from model import (
+    Backend,
+    GatewayListener,
+    HeaderMatch,
+    Match,
+    Request,
+    Route,
+    Rule,
+    Service,
+    World,
+)
+from sut.gatewayapi import Resources, load_manifests
+
+__all__ = [
+    "GATEWAY",
+    "LISTENERS",
+    "NAMESPACE",
+    "PROBE_HOSTS",
+    "PROBE_PATHS",
+    "SERVICES",
+    "initial_world",
+    "manifests",
+    "probe_requests",
+    "to_resources",
+]
+
+NAMESPACE = "default"
+GATEWAY = "gw"
+GATEWAY_CLASS = "routeproof"
+SERVICE_PORT = 8080
+TLS_SECRET = "example-tls"
+EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+LISTENERS: dict[str, GatewayListener] = {
+    listener.name: listener
+    for listener in (
+        GatewayListener("http", "HTTP", 8080),
+        GatewayListener("http-wild", "HTTP", 8081, "*.example.com"),
+        GatewayListener("https-a", "HTTPS", 8443, "a.example.com"),
+        GatewayListener("https-b", "HTTPS", 8443, "b.example.com"),
+    )
+}
+SERVICES = ("svc-a", "svc-b", "svc-c")
+MISSING_SERVICE = "svc-missing"
+ROUTE_HOSTNAMES = ("a.example.com", "b.example.com", "*.example.com")
+ROUTE_PATHS = ("/", "/app", "/app/v1", "/api")
+HEADER = HeaderMatch("x-variant", "blue")
+
+PROBE_HOSTS = ("a.example.com", "b.example.com", "c.example.com", "other.org")
+PROBE_PATHS = ("/", "/app", "/app/v1", "/app/v1/x", "/api", "/apix")
+
+
+def initial_world(pods: dict[str, tuple[str, ...]]) -> World:
+    """Where every example starts: three listeners, two routes, three Services."""
+    return World(
+        listeners=(LISTENERS["http"], LISTENERS["https-a"], LISTENERS["https-b"]),
+        routes=(
+            Route("route-0", 0, (Rule((Match("PathPrefix", "/"),), (Backend("svc-a"),)),)),
+            Route(
+                "route-1",
+                1,
+                (Rule((Match("PathPrefix", "/app"),), (Backend("svc-b"),)),),
+                hostnames=("b.example.com",),
+            ),
+        ),
+        services=tuple(Service(name, pods.get(name, ())) for name in SERVICES),
+    )
+
+
+def probe_requests(world: World) -> Iterator[Request]:
+    """The requests checked after every step: each port any catalogue listener can have."""
+    del world  # every catalogue port is probed, present or not: absence must show too
+    for port, scheme in sorted({(item.port, item.protocol.lower()) for item in LISTENERS.values()}):
+        for host in PROBE_HOSTS:
+            for path in PROBE_PATHS:
+                yield Request(port, scheme, host, path)
+            yield Request(port, scheme, host, "/app", (("x-variant", "blue"),))
+
+
+# ------------------------------------------------------------------ manifests
+
+
+def _tls_files() -> tuple[str, str]:
+    folder = package_files.files("harness") / "tls"
+    return (folder / "example.crt").read_text(), (folder / "example.key").read_text()
+
+
+def _metadata(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "namespace": NAMESPACE, **extra}
+
+
+def _gateway(world: World) -> dict[str, Any]:
+    listeners = []
+    for item in world.listeners:
+        listener: dict[str, Any] = {"name": item.name, "protocol": item.protocol, "port": item.port}
+        if item.hostname is not None:
+            listener["hostname"] = item.hostname
+        if item.protocol == "HTTPS":
+            listener["tls"] = {"mode": "Terminate", "certificateRefs": [{"name": TLS_SECRET}]}
+        listeners.append(listener)
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": _metadata(GATEWAY),
+        "spec": {"gatewayClassName": GATEWAY_CLASS, "listeners": listeners},
+    }
+
+
+def _match(match: Match) -> dict[str, Any]:
+    document: dict[str, Any] = {"path": {"type": match.path_kind, "value": match.path}}
+    if match.headers:
+        document["headers"] = [{"name": h.name, "value": h.value} for h in match.headers]
+    return document
+
+
+def _http_route(route: Route) -> dict[str, Any]:
+    parent: dict[str, Any] = {"name": GATEWAY}
+    if route.section is not None:
+        parent["sectionName"] = route.section
+    spec: dict[str, Any] = {
+        "parentRefs": [parent],
+        "rules": [
+            {
+                "matches": [_match(match) for match in rule.matches],
+                "backendRefs": [
+                    {"name": b.service, "port": SERVICE_PORT, "weight": b.weight}
+                    for b in rule.backends
+                ],
+            }
+            for rule in route.rules
+        ],
+    }
+    if route.hostnames:
+        spec["hostnames"] = list(route.hostnames)
+    created = (EPOCH + datetime.timedelta(seconds=route.created)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": _metadata(route.name, creationTimestamp=created),
+        "spec": spec,
+    }
+
+
+def manifests(world: World) -> str:
+    """The world as the multi-document YAML a user would apply."""
+    certificate, key = _tls_files()
+    documents: list[dict[str, Any]] = [
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": GATEWAY_CLASS},
+            "spec": {"controllerName": "routeproof.dev/gateway-controller"},
+        },
+        _gateway(world),
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _metadata(TLS_SECRET),
+            "type": "kubernetes.io/tls",
+            "stringData": {"tls.crt": certificate, "tls.key": key},
+        },
+    ]
+    for service in world.services:
+        documents.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": _metadata(service.name),
+                "spec": {"ports": [{"port": SERVICE_PORT}]},
+            }
+        )
+    documents += [_http_route(route) for route in world.routes]
+    return yaml.safe_dump_all(documents, sort_keys=False)
+
+
+@attrs.frozen
+class _Cached:
+    world: World
+    resources: Resources
+
+
+_last: list[_Cached] = []
+
+
+def to_resources(world: World) -> Resources:
+    """The world loaded through the real manifest loader, as the control plane's store."""
+    if _last and _last[0].world == world:
+        return _last[0].resources
+    loaded = load_manifests(manifests(world))
+    _last[:] = [_Cached(world, loaded)]
+    return loaded
