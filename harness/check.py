@@ -18,9 +18,10 @@ from pathlib import Path
 import attrs
 from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis.errors import Flaky
+from hypothesis.reporting import with_reporter
 from hypothesis.stateful import get_state_machine_test
 
-from harness.machine import Failure, Progress, machine_for
+from harness.machine import BudgetSpent, Failure, Progress, machine_for
 from harness.operations import Operation, decode_operations, encode_operations
 from harness.session import Session, Violation
 from harness.stack import StackSettings
@@ -41,6 +42,8 @@ class CheckOptions:
     """Shrinking re-runs the failing example many times; `harness mutants` may skip it."""
     shrink_seconds: float | None = 90.0
     """Stop shrinking after this long and report the shortest sequence found so far."""
+    budget_seconds: float | None = None
+    """Stop generating new examples after this long (a counterexample is still shrunk)."""
 
 
 @attrs.frozen
@@ -61,7 +64,7 @@ def _mode_label(stack: StackSettings) -> str:
 def run_check(
     options: CheckOptions, on_progress: Callable[[Progress], None] | None = None
 ) -> CheckResult:
-    progress = Progress(report=on_progress)
+    progress = Progress(report=on_progress, budget_seconds=options.budget_seconds)
     machine = machine_for(options.stack, progress)
     phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
     if options.shrink:
@@ -81,8 +84,10 @@ def run_check(
     if options.seed is not None:
         test = seed(options.seed)(test)
     try:
-        with _shrink_budget(options.shrink_seconds):
+        with _shrink_budget(options.shrink_seconds), with_reporter(_hypothesis_report):
             test()
+    except BudgetSpent:
+        return CheckResult(True, progress.examples, progress.steps, progress.elapsed)
     except Exception as error:  # any failure of the test is a counterexample
         if isinstance(error, Flaky):
             detail = f"the failure did not reproduce when replayed (flaky): {error}"
@@ -98,6 +103,15 @@ def run_check(
             error=detail,
         )
     return CheckResult(True, progress.examples, progress.steps, progress.elapsed)
+
+
+def _hypothesis_report(value: object) -> None:
+    """Hypothesis's own messages go to stderr; ours carry the counterexample. Its warning about
+    a shrink cut short is expected here: the budget is ours."""
+    text = str(value)
+    if text.startswith("WARNING: Hypothesis has spent more than five minutes"):
+        return
+    print(text, file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -218,8 +232,9 @@ def progress_printer(label: str, max_examples: int) -> Callable[[Progress], None
         if now - last[0] < 2.0:
             return
         last[0] = now
+        of = f"/{max_examples}" if max_examples else ""
         print(
-            f"[{label}] examples {progress.examples}/{max_examples}, steps {progress.steps},"
+            f"[{label}] examples {progress.examples}{of}, steps {progress.steps},"
             f" {progress.elapsed:.0f} s",
             file=sys.stderr,
             flush=True,

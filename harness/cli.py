@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from harness.check import describe_settings
 
 if TYPE_CHECKING:
+    from harness.machine import Progress
     from harness.stack import StackSettings
 
 __all__ = ["main"]
@@ -149,6 +150,30 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _mutants(args: argparse.Namespace) -> int:
+    from harness.check import progress_printer
+    from harness.kill_table import run_kill_table, update_readme
+
+    printers: dict[str, Callable[[Progress], None]] = {}
+
+    def on_progress(label: str, progress: Progress) -> None:
+        printers.setdefault(label, progress_printer(label, 0))(progress)
+
+    table = run_kill_table(
+        _modes(args),
+        budget_seconds=args.budget_seconds,
+        steps=args.steps,
+        seed=args.seed,
+        only=args.only,
+        on_progress=on_progress,
+        on_result=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(table.as_json() if args.json else table.as_markdown())
+    if args.readme:
+        update_readme(Path(args.readme), table)
+    return EXIT_OK if table.all_killed and table.baseline_passed else EXIT_FAILED
+
+
 def _replay(args: argparse.Namespace) -> int:
     from harness.check import load_replay, replay
 
@@ -202,6 +227,28 @@ def _parser() -> argparse.ArgumentParser:
         help="stop shrinking a counterexample after this long (default: %(default)s)",
     )
     check.set_defaults(run=_check)
+
+    mutants = commands.add_parser(
+        "mutants",
+        help="run check against the SUT and every known bug class; print the kill table",
+    )
+    mutants.add_argument("--xds", choices=["delta", "sotw", "both"], default="both")
+    mutants.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=60.0,
+        help="search time per mutant and mode before it counts as survived (default: %(default)s)",
+    )
+    mutants.add_argument("--steps", type=int, default=12, help="steps per example")
+    mutants.add_argument("--seed", type=int, default=20261124, help="seed of every search")
+    mutants.add_argument(
+        "--only", action="append", default=None, metavar="MUTANT", help="run only these"
+    )
+    mutants.add_argument("--json", action="store_true", help="print the table as JSON")
+    mutants.add_argument(
+        "--readme", default=None, metavar="FILE", help="rewrite the kill table in FILE"
+    )
+    mutants.set_defaults(run=_mutants)
 
     replay = commands.add_parser("replay", help="replay a counterexample file written by check")
     replay.add_argument("file", help="runs/counterexample-....json")

@@ -59,7 +59,7 @@ from harness.worlds import (
 from model import Backend, Match, Route, Rule
 from sut.xds import Exchange
 
-__all__ = ["Failure", "Progress", "machine_for", "route_strategy"]
+__all__ = ["BudgetSpent", "Failure", "Progress", "machine_for", "route_strategy"]
 
 MAX_ROUTES = 4
 ROUTE_NAMES = tuple(f"route-{index}" for index in range(MAX_ROUTES))
@@ -95,6 +95,11 @@ def route_strategy(name: str, created: int) -> st.SearchStrategy[Route]:
     )
 
 
+class BudgetSpent(BaseException):
+    """The search time is up. A BaseException, so Hypothesis lets it through at once instead of
+    treating it as a failure to shrink (as it does with KeyboardInterrupt)."""
+
+
 @attrs.frozen
 class Failure:
     """The shrunk counterexample, as the final replay of Hypothesis ran it."""
@@ -116,11 +121,21 @@ class Progress:
     final: Failure | None = None
     last: Failure | None = None
     """The most recent failing example, shrunk or not (reported when a replay is flaky)."""
+    budget_seconds: float | None = None
     report: Callable[[Progress], None] | None = None
 
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    @property
+    def out_of_budget(self) -> bool:
+        """No new search once the budget is spent; a failure found in time is still shrunk."""
+        return (
+            self.budget_seconds is not None
+            and self.first_failure_at is None
+            and self.elapsed > self.budget_seconds
+        )
 
 
 class _Machine(RuleBasedStateMachine):
@@ -130,6 +145,8 @@ class _Machine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
+        if self.progress.out_of_budget:
+            raise BudgetSpent(self.progress.elapsed)
         self.session = Session(self.stack_settings)
         self.route_names: set[str] = set()
         self.progress.examples += 1

@@ -30,7 +30,7 @@ def register_profiles() -> None:
     )
     settings.register_profile(
         "ci",
-        max_examples=8,
+        max_examples=25,
         stateful_step_count=12,
         deadline=None,
         derandomize=True,

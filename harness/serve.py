@@ -27,25 +27,13 @@ from types import FrameType
 from typing import Any, Literal, TextIO
 
 import attrs
-import yaml
 
 from harness.echo import EchoReply
 from harness.envoy import EnvoyError, XdsMode
 from harness.probe import ProbeResult, probe
 from harness.stack import Stack, StackSettings
 from sut.errors import ConfigError, ManifestError
-from sut.gatewayapi import (
-    Gateway,
-    GatewayClass,
-    HTTPRoute,
-    Namespace,
-    ObjectKey,
-    ReferenceGrant,
-    Resources,
-    Secret,
-    Service,
-    parse_documents,
-)
+from sut.gatewayapi import ObjectKey, Resources, load_manifests
 from sut.gatewayapi.status import ConditionStatus, Reason, Statuses
 
 __all__ = [
@@ -103,104 +91,14 @@ class ServedListener:
         return f"serving {where} -> {self.address[0]}:{self.address[1]}"
 
 
-_GATEWAY_API_GROUPS = ("gateway.networking.k8s.io", "gateway.networking.x-k8s.io")
-_UNSERVED_GATEWAY_API_KINDS = frozenset(
-    {
-        "BackendLBPolicy",
-        "BackendTLSPolicy",
-        "GRPCRoute",
-        "ListenerSet",
-        "TCPRoute",
-        "TLSRoute",
-        "UDPRoute",
-        "XBackendTrafficPolicy",
-        "XListenerSet",
-        "XMesh",
-    }
-)
-_UNREAD_CORE_KINDS = frozenset(
-    {
-        "ConfigMap",
-        "Endpoints",
-        "LimitRange",
-        "PersistentVolumeClaim",
-        "Pod",
-        "ReplicationController",
-        "ResourceQuota",
-        "ServiceAccount",
-    }
-)
-_MANIFEST_KINDS: dict[type, str] = {
-    Namespace: "namespaces",
-    GatewayClass: "gateway_classes",
-    Gateway: "gateways",
-    HTTPRoute: "http_routes",
-    Service: "services",
-    ReferenceGrant: "reference_grants",
-    Secret: "secrets",
-}
-
-
-def _unread_kind(body: object) -> str | None:
-    """`apiVersion kind` of an object the gateway has no use for, or None.
-
-    Users' manifests carry Deployments, ServiceAccounts and other APIs' objects beside the
-    Gateway API ones (Envoy Gateway's quickstart, the conformance base manifests); a gateway
-    ignores them. Unsupported route kinds are skipped the same way (they never attach). Kinds
-    of the core and Gateway API groups not listed here still go to the loader, so a misspelt
-    kind is an error, not silence.
-    """
-    if not isinstance(body, dict):
-        return None
-    api_version, kind = body.get("apiVersion"), body.get("kind")
-    if not isinstance(api_version, str) or not isinstance(kind, str):
-        return None
-    group = api_version.rpartition("/")[0]
-    if group in _GATEWAY_API_GROUPS:
-        unread = kind in _UNSERVED_GATEWAY_API_KINDS
-    elif group == "":
-        unread = kind in _UNREAD_CORE_KINDS
-    else:
-        unread = True
-    return f"{api_version} {kind}" if unread else None
-
-
-def _without_unread_objects(text: str, source: str) -> tuple[str, list[str]]:
-    """The YAML text with unread objects blanked out in place, and a note for each.
-
-    Blanking (not re-serialising) keeps every other document's index and line numbers, so the
-    loader's messages still point into the user's file.
-    """
-    try:
-        nodes = list(yaml.compose_all(text))
-        bodies = list(yaml.safe_load_all(text))
-    except yaml.YAMLError:
-        return text, []  # the loader reports it, with its location
-    if len(nodes) != len(bodies):
-        return text, []
-    characters = list(text)
-    skipped = []
-    for index, (node, body) in enumerate(zip(nodes, bodies, strict=True)):
-        kind = _unread_kind(body)
-        if kind is None or node is None:
-            continue
-        metadata = body.get("metadata") if isinstance(body, dict) else None
-        name = metadata.get("name") if isinstance(metadata, dict) else None
-        skipped.append(f"{source}#{index} ({kind}{' ' + str(name) if name else ''})")
-        for position in range(node.start_mark.index, node.end_mark.index):
-            if characters[position] != "\n":
-                characters[position] = " "
-        characters[node.start_mark.index] = "~"  # an explicit null document keeps its place
-    return "".join(characters), skipped
-
-
 def load_manifest_paths(
     paths: Sequence[str | Path], *, skipped: list[str] | None = None
 ) -> Resources:
     """Every manifest file, or every *.yaml/*.yml in a directory, as one all-or-nothing load.
 
-    Objects the gateway has no use for (see `_unread_kind`) are left out and described in
-    `skipped`; everything else must load, or ManifestError names the document and field.
+    Objects the gateway has no use for are left out (the loader's `skip_unrelated`) and
+    described in `skipped`; everything else must load, or ManifestError names the document and
+    field.
     """
     files: list[Path] = []
     for item in paths:
@@ -214,21 +112,8 @@ def load_manifest_paths(
             files.append(path)
     if not files:
         raise ManifestError("no manifest given")
-    buckets: dict[str, list[object]] = {field: [] for field in _MANIFEST_KINDS.values()}
-    for path in files:
-        try:
-            text = path.read_text()
-        except OSError as error:
-            raise ManifestError(f"cannot read manifest: {error}", document=str(path)) from error
-        text, unread = _without_unread_objects(text, str(path))
-        if skipped is not None:
-            skipped.extend(unread)
-        for parsed in parse_documents(text, source=str(path)):
-            buckets[_MANIFEST_KINDS[type(parsed)]].append(parsed)
-    try:
-        return Resources(**buckets)
-    except ValueError as error:
-        raise ManifestError(str(error), document="manifests") from error
+    notes: list[str] = [] if skipped is None else skipped
+    return load_manifests(*files, skip_unrelated=True, on_skip=notes.append)
 
 
 @contextlib.contextmanager

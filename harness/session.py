@@ -36,7 +36,7 @@ from model import (
     World,
     expected_outcomes,
 )
-from sut.extension import MARKER_HEADER
+from sut.extension import MARKER_HEADER, READINESS_PREFIX
 from sut.xds import Exchange, consistency_errors
 
 __all__ = ["InvariantViolated", "Mismatch", "Session", "Violation", "observed_outcome"]
@@ -224,6 +224,7 @@ class Session:
                     tuple(m.describe() for m in mismatches[:8]),
                 )
             )
+        violations += self._readiness_violations()
         violations += self._nack_violations()
         if not self.is_held:
             violations += self._envoy_counter_violations()
@@ -281,6 +282,21 @@ class Session:
             if origin is not None and origin.port == port and origin.protocol == protocol and bound:
                 return bound[0]
         return None
+
+    def _readiness_violations(self) -> list[Violation]:
+        """The readiness listener answers /ready 200 whenever the proxy holds a configuration:
+        no failure policy may rewrite it."""
+        if self.model.proxy is None:
+            return []
+        for name, bound in self.stack.listener_ports().items():
+            if name.startswith(READINESS_PREFIX) and bound:
+                address, port = bound[0]
+                result = probe(address, port, "localhost", "/ready", timeout=2.0)
+                if result.status == 200:
+                    return []
+                got = result.status if result.status is not None else result.error
+                return [Violation("readiness", f"/ready on {name} answered {got}, not 200")]
+        return [Violation("readiness", "Envoy has no readiness listener")]
 
     def _nack_violations(self) -> list[Violation]:
         assert self.stack.xds is not None

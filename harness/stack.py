@@ -109,6 +109,7 @@ class Stack:
             gateway_class=self.settings.gateway_class,
             bind_address="127.0.0.1",
             bind_port_zero=True,
+            loopback_per_listener=True,
             readiness_port=0,
             initial_fetch_timeout=datetime.timedelta(seconds=self.settings.initial_fetch_timeout),
             connect_timeout=datetime.timedelta(seconds=0.25),
@@ -297,7 +298,9 @@ class Stack:
         """
         node = self.settings.node_id
         good = self.cache.get_snapshot(node)
-        assert good is not None and self.xds is not None
+        assert self.xds is not None
+        if good is None:
+            return False, ""  # nothing published: nothing to corrupt
         subscribed = {
             name
             for status in self.xds.stream_statuses(node)
@@ -378,8 +381,18 @@ class Stack:
         return Convergence(False, time.monotonic() - started, snapshot.version, tuple(problems))
 
     def listener_ports(self) -> Mapping[str, tuple[tuple[str, int], ...]]:
+        """Where each *active* listener is bound. A draining listener is left out: its port
+        may already belong to a new listener (the OS reuses freed ports)."""
         assert self.envoy is not None
-        return self.envoy.admin.listener_ports()
+        ports = self.envoy.admin.listener_ports()
+        states: dict[str, set[str]] = {}
+        for status in self.envoy.admin.dynamic_listeners():
+            states.setdefault(status.name, set()).add(status.state)
+        return {
+            name: bound
+            for name, bound in ports.items()
+            if name not in states or "active" in states[name]
+        }
 
     def local_address(
         self, port: int, protocol: str, gateway: ObjectKey | None = None

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from sut.gatewayapi.loader import load_manifests, parse_documents
+from sut.gatewayapi.loader import SkipNote, load_manifests, parse_documents
 from sut.gatewayapi.resources import (
     CORE_GROUP,
+    ENVOY_GATEWAY_GROUP,
     GATEWAY_GROUP,
+    LOAD_BALANCER_TYPES,
+    POLICY_TARGET_KINDS,
     AllowedRoutes,
     BackendRef,
+    BackendTrafficPolicy,
     Endpoint,
     Gateway,
     GatewayClass,
@@ -28,6 +32,7 @@ from sut.gatewayapi.resources import (
     ParentReference,
     PathMatch,
     PathModifier,
+    PolicyTargetReference,
     QueryParamMatch,
     ReferenceGrant,
     ReferenceGrantFrom,
@@ -44,15 +49,18 @@ from sut.gatewayapi.resources import (
     ServicePort,
     URLRewrite,
     hostname_error,
+    parse_duration,
     precise_hostname_error,
 )
 from sut.gatewayapi.status import (
+    BackendTrafficPolicyStatus,
     Condition,
     ConditionStatus,
     GatewayClassStatus,
     GatewayStatus,
     HTTPRouteStatus,
     ListenerStatus,
+    PolicyAncestorStatus,
     Reason,
     RouteParentStatus,
     Statuses,
@@ -62,9 +70,14 @@ from sut.gatewayapi.status import (
 
 __all__ = [
     "CORE_GROUP",
+    "ENVOY_GATEWAY_GROUP",
     "GATEWAY_GROUP",
+    "LOAD_BALANCER_TYPES",
+    "POLICY_TARGET_KINDS",
     "AllowedRoutes",
     "BackendRef",
+    "BackendTrafficPolicy",
+    "BackendTrafficPolicyStatus",
     "Condition",
     "ConditionStatus",
     "Endpoint",
@@ -91,6 +104,8 @@ __all__ = [
     "ParentReference",
     "PathMatch",
     "PathModifier",
+    "PolicyAncestorStatus",
+    "PolicyTargetReference",
     "QueryParamMatch",
     "Reason",
     "ReferenceGrant",
@@ -107,12 +122,14 @@ __all__ = [
     "Service",
     "ServiceEndpoints",
     "ServicePort",
+    "SkipNote",
     "Statuses",
     "URLRewrite",
     "find_condition",
     "hostname_error",
     "load_manifests",
     "parse_documents",
+    "parse_duration",
     "precise_hostname_error",
     "statuses_as_dict",
 ]

@@ -5,6 +5,16 @@ so every complaint names the document (file, index, kind, namespace/name) and th
 defaults are applied here; the CRD's schema and CEL rules are enforced either here or by the value
 classes' own validation, whose message is then wrapped with the same location. Nothing is
 half-applied: the first error aborts the whole load.
+
+One object defined twice with identical content (the same manifest applied from two files) is
+kept once, as `kubectl apply` would leave it; two different objects of one kind and
+namespace/name are an error naming both documents.
+
+With `skip_unrelated`, objects a gateway has no use for are left out with a note instead of
+refused: every kind of an API group this loader does not read (apps/v1 Deployment, ...), and the
+listed kinds of the groups it does read that it does not serve (v1 ServiceAccount, GRPCRoute,
+Envoy Gateway's ClientTrafficPolicy, ...). Any other kind of those groups is still an error, so
+a misspelt `HTTPRoutes` or `Servce` is never silently dropped.
 """
 
 from __future__ import annotations
@@ -22,9 +32,12 @@ import yaml
 from sut.errors import ManifestError
 from sut.gatewayapi.resources import (
     CORE_GROUP,
+    ENVOY_GATEWAY_GROUP,
     GATEWAY_GROUP,
+    LOAD_BALANCER_TYPES,
     AllowedRoutes,
     BackendRef,
+    BackendTrafficPolicy,
     Gateway,
     GatewayClass,
     HeaderMatch,
@@ -43,6 +56,7 @@ from sut.gatewayapi.resources import (
     ParentReference,
     PathMatch,
     PathModifier,
+    PolicyTargetReference,
     QueryParamMatch,
     ReferenceGrant,
     ReferenceGrantFrom,
@@ -58,14 +72,70 @@ from sut.gatewayapi.resources import (
     ServicePort,
     URLRewrite,
     hostname_error,
+    parse_duration,
 )
 
 __all__ = ["load_manifests", "parse_documents"]
+
+SkipNote = Callable[[str], None]
+"""Receives one note per skipped object: `file#index (apiVersion Kind name)`."""
 
 T = TypeVar("T")
 
 _GATEWAY_VERSIONS = (f"{GATEWAY_GROUP}/v1", f"{GATEWAY_GROUP}/v1beta1")
 _GRANT_VERSIONS = (f"{GATEWAY_GROUP}/v1beta1", f"{GATEWAY_GROUP}/v1")
+_ENVOY_GATEWAY_VERSIONS = (f"{ENVOY_GATEWAY_GROUP}/v1alpha1",)
+
+_UNSERVED_GATEWAY_API_KINDS = frozenset(
+    {
+        "BackendLBPolicy",
+        "BackendTLSPolicy",
+        "GRPCRoute",
+        "ListenerSet",
+        "TCPRoute",
+        "TLSRoute",
+        "UDPRoute",
+        "XBackendTrafficPolicy",
+        "XListenerSet",
+        "XMesh",
+    }
+)
+_UNREAD_KINDS: dict[str, frozenset[str]] = {
+    CORE_GROUP: frozenset(
+        {
+            "ConfigMap",
+            "Endpoints",
+            "LimitRange",
+            "PersistentVolumeClaim",
+            "Pod",
+            "ReplicationController",
+            "ResourceQuota",
+            "ServiceAccount",
+        }
+    ),
+    GATEWAY_GROUP: _UNSERVED_GATEWAY_API_KINDS,
+    "gateway.networking.x-k8s.io": _UNSERVED_GATEWAY_API_KINDS,
+    ENVOY_GATEWAY_GROUP: frozenset(
+        {
+            "Backend",
+            "ClientTrafficPolicy",
+            "EnvoyExtensionPolicy",
+            "EnvoyGateway",
+            "EnvoyPatchPolicy",
+            "EnvoyProxy",
+            "HTTPRouteFilter",
+            "SecurityPolicy",
+        }
+    ),
+}
+"""Per API group this loader reads, the kinds it skips under `skip_unrelated`; every kind of any
+other group is skipped."""
+
+
+def _unrelated(api_version: str, kind: str) -> bool:
+    group = api_version.rpartition("/")[0]
+    unread = _UNREAD_KINDS.get(group)
+    return unread is None or kind in unread
 
 
 class _Field:
@@ -189,6 +259,8 @@ def _type_name(value: Any) -> str:
 
 
 class _Document:
+    """One YAML document; `describe()` says where it is and, once read, what it defines."""
+
     def __init__(self, source: str, index: int, body: Any) -> None:
         self.source = source
         self.index = index
@@ -197,8 +269,12 @@ class _Document:
         self.namespace: str | None = None
         self.name: str | None = None
 
+    @property
+    def where(self) -> str:
+        return f"{self.source}#{self.index}"
+
     def describe(self) -> str:
-        where = f"{self.source}#{self.index}"
+        where = self.where
         if self.kind:
             target = "/".join(part for part in (self.namespace, self.name) if part)
             where += f" ({self.kind}{' ' + target if target else ''})"
@@ -208,13 +284,19 @@ class _Document:
 # --------------------------------------------------------------------------- entry points
 
 
-def load_manifests(*sources: str | os.PathLike[str]) -> Resources:
+def load_manifests(
+    *sources: str | os.PathLike[str],
+    skip_unrelated: bool = False,
+    on_skip: SkipNote | None = None,
+) -> Resources:
     """Load YAML manifests (file paths, or YAML text) into one `Resources`.
 
     A `str` containing a newline or starting with `apiVersion`/`---` is YAML text; anything else
-    is a path. Raises ManifestError on the first problem and applies nothing.
+    is a path. Raises ManifestError on the first problem and applies nothing. With
+    `skip_unrelated`, objects a gateway does not read are left out (see the module docstring)
+    and `on_skip` receives a note naming each one.
     """
-    objects: list[object] = []
+    located: list[tuple[object, _Document]] = []
     for number, source in enumerate(sources):
         if isinstance(source, os.PathLike) or not _looks_like_yaml(source):
             path = Path(source)
@@ -222,10 +304,11 @@ def load_manifests(*sources: str | os.PathLike[str]) -> Resources:
                 text = path.read_text()
             except OSError as error:
                 raise ManifestError(f"cannot read manifest: {error}", document=str(path)) from error
-            objects.extend(parse_documents(text, source=str(path)))
+            name = str(path)
         else:
-            objects.extend(parse_documents(source, source=f"<manifest {number}>"))
-    return _collect(objects)
+            text, name = source, f"<manifest {number}>"
+        located.extend(_documents(text, name, skip_unrelated, on_skip))
+    return _collect(located)
 
 
 def _looks_like_yaml(text: str) -> bool:
@@ -233,23 +316,53 @@ def _looks_like_yaml(text: str) -> bool:
     return "\n" in text or stripped.startswith(("apiVersion", "---", "kind", "{"))
 
 
-def parse_documents(text: str, *, source: str = "<manifest>") -> list[object]:
-    """Every object in one multi-document YAML text, in order."""
+def parse_documents(
+    text: str,
+    *,
+    source: str = "<manifest>",
+    skip_unrelated: bool = False,
+    on_skip: SkipNote | None = None,
+) -> list[object]:
+    """Every object in one multi-document YAML text, in order (skipping as `load_manifests`)."""
+    return [item for item, _ in _documents(text, source, skip_unrelated, on_skip)]
+
+
+def _documents(
+    text: str, source: str, skip_unrelated: bool, on_skip: SkipNote | None
+) -> list[tuple[object, _Document]]:
     try:
         bodies = list(yaml.safe_load_all(text))
     except yaml.YAMLError as error:
         raise ManifestError(f"invalid YAML: {error}", document=source) from error
-    objects: list[object] = []
+    located: list[tuple[object, _Document]] = []
+    skip = (on_skip or _ignore) if skip_unrelated else None
     for index, body in enumerate(bodies):
         if body is None:
             continue
-        objects.extend(_parse(_Document(source, index, body)))
-    return objects
+        located.extend(_parse(_Document(source, index, body), skip))
+    return located
 
 
-def _collect(objects: Iterable[object]) -> Resources:
+def _ignore(note: str) -> None:
+    del note
+
+
+def _collect(located: Iterable[tuple[object, _Document]]) -> Resources:
+    """One `Resources`; an object defined twice must be defined identically."""
+    kept: dict[tuple[type, Any], tuple[Any, _Document]] = {}
+    for item, document in located:
+        identity = (type(item), getattr(item, "key", None))
+        previous = kept.get(identity)
+        if previous is None:
+            kept[identity] = (item, document)
+        elif previous[0] != item:
+            raise ManifestError(
+                f"{document.kind} {identity[1]} is already defined differently in"
+                f" {previous[1].where}; an object may be repeated only with identical content",
+                document=document.describe(),
+            )
     buckets: dict[type, list[Any]] = {}
-    for item in objects:
+    for item, _ in kept.values():
         buckets.setdefault(type(item), []).append(item)
     try:
         return Resources(
@@ -260,6 +373,7 @@ def _collect(objects: Iterable[object]) -> Resources:
             services=buckets.get(Service, ()),
             reference_grants=buckets.get(ReferenceGrant, ()),
             secrets=buckets.get(Secret, ()),
+            backend_traffic_policies=buckets.get(BackendTrafficPolicy, ()),
         )
     except ValueError as error:
         raise ManifestError(str(error), document="manifests") from error
@@ -268,7 +382,7 @@ def _collect(objects: Iterable[object]) -> Resources:
 # --------------------------------------------------------------------------- per kind
 
 
-def _parse(document: _Document) -> Iterator[object]:
+def _parse(document: _Document, skip: SkipNote | None) -> Iterator[tuple[object, _Document]]:
     root = _Field(document.body, "", document)
     root.mapping()
     api_version = root.child("apiVersion").required_string()
@@ -276,10 +390,13 @@ def _parse(document: _Document) -> Iterator[object]:
     document.kind = kind
     if kind == "List" and api_version == "v1":
         for item in root.child("items").items():
-            inner = _Document(
-                f"{document.source}#{document.index}", int(item.path[6:-1]), item.value
-            )
-            yield from _parse(inner)
+            inner = _Document(document.where, int(item.path[6:-1]), item.value)
+            yield from _parse(inner, skip)
+        return
+    if skip is not None and _unrelated(api_version, kind):
+        raw_metadata = document.body.get("metadata")
+        name = raw_metadata.get("name") if isinstance(raw_metadata, Mapping) else None
+        skip(f"{document.where} ({api_version} {kind}{' ' + str(name) if name else ''})")
         return
     parser = _PARSERS.get(kind)
     if parser is None:
@@ -295,7 +412,7 @@ def _parse(document: _Document) -> Iterator[object]:
     metadata = _metadata(root.child("metadata"), namespaced)
     document.namespace = metadata.namespace or None
     document.name = metadata.name
-    yield parse(root, metadata)
+    yield parse(root, metadata), document
 
 
 def _metadata(field: _Field, namespaced: bool) -> ObjectMeta:
@@ -729,6 +846,116 @@ def _parse_secret(root: _Field, metadata: ObjectMeta) -> Secret:
     return Secret(metadata=metadata, type=secret_type, data=tuple(sorted(data.items())))
 
 
+# ---- Envoy Gateway policies
+
+_BTP_UNSUPPORTED_FIELDS = (
+    "mergeType",
+    "rateLimit",
+    "bandwidthLimit",
+    "faultInjection",
+    "admissionControl",
+    "useClientProtocol",
+    "compression",
+    "compressor",
+    "responseOverride",
+    "httpUpgrade",
+    "requestBuffer",
+    "telemetry",
+    "routingType",
+    "retry",
+    "proxyProtocol",
+    "tcpKeepalive",
+    "healthCheck",
+    "circuitBreaker",
+    "connection",
+    "dns",
+    "http2",
+)
+"""BackendTrafficPolicySpec fields of Envoy Gateway (api/v1alpha1) not implemented here: a policy
+setting one loads, and translation refuses it in its status (never half-applied)."""
+_LOAD_BALANCER_EXTRAS = ("consistentHash", "endpointOverride", "slowStart", "zoneAware")
+
+
+def _parse_backend_traffic_policy(root: _Field, metadata: ObjectMeta) -> BackendTrafficPolicy:
+    spec = root.child("spec").mapping(
+        (
+            "targetRef",
+            "targetRefs",
+            "targetSelectors",
+            "loadBalancer",
+            "timeout",
+            *_BTP_UNSUPPORTED_FIELDS,
+        )
+    )
+    if spec.child("targetSelectors").present:
+        spec.child("targetSelectors").fail("is not supported: name the targets in targetRefs")
+    single, many = spec.child("targetRef"), spec.child("targetRefs")
+    if single.present == many.present:
+        spec.fail("either targetRef or targetRefs must be used")
+    if single.present:
+        targets = [_policy_target(single)]
+    else:
+        items = many.items()
+        if not items:
+            many.fail("must have at least 1 item")
+        targets = [_policy_target(item) for item in items]
+    unsupported = [
+        spec.child(name).path for name in _BTP_UNSUPPORTED_FIELDS if spec.child(name).present
+    ]
+    load_balancer = None
+    balancer = spec.child("loadBalancer")
+    if balancer.present:
+        balancer.mapping(("type", *_LOAD_BALANCER_EXTRAS))
+        load_balancer = balancer.child("type").required_string(enum=LOAD_BALANCER_TYPES)
+        # The CRD's CEL rules on LoadBalancer.
+        if (load_balancer == "ConsistentHash") != balancer.child("consistentHash").present:
+            balancer.fail(
+                "If LoadBalancer type is consistentHash, consistentHash field needs to be set."
+            )
+        if load_balancer in ("Random", "ConsistentHash") and balancer.child("slowStart").present:
+            balancer.fail(
+                "Currently SlowStart is only supported for RoundRobin and LeastRequest load"
+                " balancers."
+            )
+        unsupported += [
+            balancer.child(name).path
+            for name in _LOAD_BALANCER_EXTRAS
+            if balancer.child(name).present
+        ]
+    connect_timeout = None
+    timeout = spec.child("timeout")
+    if timeout.present:
+        timeout.mapping(("tcp", "http"))
+        if timeout.child("http").present:
+            unsupported.append(timeout.child("http").path)
+        tcp = timeout.child("tcp")
+        if tcp.present:
+            tcp.mapping(("connectTimeout",))
+            text = tcp.child("connectTimeout").string()
+            if text is not None:
+                connect_timeout = tcp.child("connectTimeout").build(parse_duration, value=text)
+    return spec.build(
+        BackendTrafficPolicy,
+        metadata=metadata,
+        target_refs=targets,
+        load_balancer=load_balancer,
+        connect_timeout=connect_timeout,
+        unsupported_fields=unsupported,
+    )
+
+
+def _policy_target(field: _Field) -> PolicyTargetReference:
+    field.mapping(("group", "kind", "name", "sectionName"))
+    if field.child("sectionName").present:
+        field.child("sectionName").fail("is not supported: target a whole Gateway or HTTPRoute")
+    return field.build(
+        PolicyTargetReference,
+        group=field.child("group").string(required=True, max_length=253),
+        kind=field.child("kind").required_string(min_length=1, max_length=63),
+        name=field.child("name").required_string(min_length=1, max_length=253),
+    )
+
+
 _PARSERS: dict[str, tuple[tuple[str, ...], bool, Callable[[_Field, ObjectMeta], object]]] = {
     "Namespace": (("v1",), False, _parse_namespace),
     "GatewayClass": (_GATEWAY_VERSIONS, False, _parse_gateway_class),
@@ -737,4 +964,5 @@ _PARSERS: dict[str, tuple[tuple[str, ...], bool, Callable[[_Field, ObjectMeta], 
     "ReferenceGrant": (_GRANT_VERSIONS, True, _parse_reference_grant),
     "Service": (("v1",), True, _parse_service),
     "Secret": (("v1",), True, _parse_secret),
+    "BackendTrafficPolicy": (_ENVOY_GATEWAY_VERSIONS, True, _parse_backend_traffic_policy),
 }

@@ -23,9 +23,13 @@ import attrs
 
 __all__ = [
     "CORE_GROUP",
+    "ENVOY_GATEWAY_GROUP",
     "GATEWAY_GROUP",
+    "LOAD_BALANCER_TYPES",
+    "POLICY_TARGET_KINDS",
     "AllowedRoutes",
     "BackendRef",
+    "BackendTrafficPolicy",
     "Endpoint",
     "Gateway",
     "GatewayClass",
@@ -46,6 +50,7 @@ __all__ = [
     "ParentReference",
     "PathMatch",
     "PathModifier",
+    "PolicyTargetReference",
     "QueryParamMatch",
     "ReferenceGrant",
     "ReferenceGrantFrom",
@@ -62,11 +67,13 @@ __all__ = [
     "ServicePort",
     "URLRewrite",
     "hostname_error",
+    "parse_duration",
     "precise_hostname_error",
 ]
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 CORE_GROUP = ""
+ENVOY_GATEWAY_GROUP = "gateway.envoyproxy.io"
 
 # Patterns copied from the CRD OpenAPI schema (apis/v1/shared_types.go).
 _HOSTNAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -75,6 +82,14 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
 _SECTION_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+_DURATION = re.compile(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")
+_DURATION_PART = re.compile(r"([0-9]{1,5})(h|ms|m|s)")
+_DURATION_UNITS = {
+    "h": datetime.timedelta(hours=1),
+    "m": datetime.timedelta(minutes=1),
+    "s": datetime.timedelta(seconds=1),
+    "ms": datetime.timedelta(milliseconds=1),
+}
 
 T = TypeVar("T")
 
@@ -99,6 +114,22 @@ def precise_hostname_error(value: str) -> str | None:
     return None
 
 
+def parse_duration(value: str) -> datetime.timedelta:
+    """A Gateway API `Duration` ("5s", "250ms", "1h30m"; GEP-2257) as a timedelta.
+
+    Raises ValueError naming the CRD pattern when `value` does not match it.
+    """
+    if not _DURATION.match(value):
+        raise ValueError(
+            f"{value!r} is not a Gateway API duration (pattern ^([0-9]{{1,5}}(h|m|s|ms)){{1,4}}$,"
+            " e.g. 5s, 250ms, 1h30m)"
+        )
+    return sum(
+        (int(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(value)),
+        datetime.timedelta(0),
+    )
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
@@ -106,6 +137,11 @@ def _check(condition: bool, message: str) -> None:
 
 def _freeze(items: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(items)
+
+
+def _unique(items: Iterable[Any]) -> tuple[Any, ...]:
+    """In order, each item once (naming one target twice means naming it once)."""
+    return tuple(dict.fromkeys(items))
 
 
 def _str_tuple(items: Iterable[str]) -> tuple[str, ...]:
@@ -874,6 +910,89 @@ class ServiceEndpoints:
         return (self.namespace, self.service, self.port)
 
 
+# --------------------------------------------------------------------------- Envoy Gateway policies
+
+POLICY_TARGET_KINDS = (
+    "Gateway",
+    "ListenerSet",
+    "HTTPRoute",
+    "GRPCRoute",
+    "UDPRoute",
+    "TCPRoute",
+    "TLSRoute",
+)
+"""Kinds a BackendTrafficPolicy may target (the CRD's CEL rule); only Gateway and HTTPRoute
+exist in `Resources`, so a target of another kind is never found."""
+
+LOAD_BALANCER_TYPES = ("ConsistentHash", "LeastRequest", "Random", "RoundRobin")
+"""`spec.loadBalancer.type` values the CRD allows (ConsistentHash is not implemented here)."""
+
+
+@attrs.frozen(order=True)
+class PolicyTargetReference:
+    """A `LocalPolicyTargetReference`: the target lives in the policy's own namespace."""
+
+    kind: str
+    name: str
+    group: str = GATEWAY_GROUP
+
+    def __attrs_post_init__(self) -> None:
+        _check(
+            self.group == GATEWAY_GROUP,
+            f"this policy can only have a targetRefs[*].group of {GATEWAY_GROUP}",
+        )
+        _check(
+            self.kind in POLICY_TARGET_KINDS,
+            "this policy can only have a targetRefs[*].kind of " + "/".join(POLICY_TARGET_KINDS),
+        )
+        _check(1 <= len(self.name) <= 253, f"target name {self.name!r} must be 1..253 chars")
+
+
+@attrs.frozen
+class BackendTrafficPolicy:
+    """Envoy Gateway's BackendTrafficPolicy, reduced to the cluster settings translated here.
+
+    `load_balancer` and `connect_timeout` are None when the policy leaves them unset (the proxy
+    default then applies). `unsupported_fields` names the Envoy Gateway fields the manifest sets
+    that this gateway does not implement (as `spec.retry`, `spec.loadBalancer.slowStart`):
+    translation refuses such a policy in its status instead of applying half of it.
+    """
+
+    metadata: ObjectMeta
+    target_refs: tuple[PolicyTargetReference, ...] = attrs.field(converter=_unique)
+    load_balancer: str | None = None
+    connect_timeout: datetime.timedelta | None = None
+    unsupported_fields: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+
+    def __attrs_post_init__(self) -> None:
+        _check(bool(self.metadata.namespace), "a BackendTrafficPolicy is namespaced")
+        _check(bool(self.target_refs), "either targetRef or targetRefs must be used")
+        if self.load_balancer is not None:
+            _check(
+                self.load_balancer in LOAD_BALANCER_TYPES,
+                f"unknown loadBalancer type {self.load_balancer!r}",
+            )
+        if self.connect_timeout is not None:
+            _check(
+                self.connect_timeout >= datetime.timedelta(0), "connectTimeout must not be negative"
+            )
+
+    @property
+    def key(self) -> ObjectKey:
+        return self.metadata.key
+
+    def problem(self) -> str | None:
+        """Why translation cannot apply this policy as written (a status message), or None."""
+        if self.unsupported_fields:
+            return "fields not supported: " + ", ".join(self.unsupported_fields)
+        if self.load_balancer == "ConsistentHash":
+            return "loadBalancer type ConsistentHash is not supported"
+        if self.connect_timeout is not None and self.connect_timeout <= datetime.timedelta(0):
+            # Envoy requires Cluster.connect_timeout > 0 and would refuse the whole update.
+            return "timeout.tcp.connectTimeout must be greater than zero"
+        return None
+
+
 # --------------------------------------------------------------------------- Resources
 
 
@@ -893,6 +1012,9 @@ class Resources:
     reference_grants: tuple[ReferenceGrant, ...] = attrs.field(default=(), converter=_freeze)
     secrets: tuple[Secret, ...] = attrs.field(default=(), converter=_freeze)
     endpoints: tuple[ServiceEndpoints, ...] = attrs.field(default=(), converter=_freeze)
+    backend_traffic_policies: tuple[BackendTrafficPolicy, ...] = attrs.field(
+        default=(), converter=_freeze
+    )
     _index: dict[str, dict[Any, Any]] = attrs.field(
         init=False, eq=False, repr=False, hash=False, factory=dict
     )
@@ -913,6 +1035,7 @@ class Resources:
             "services": {item.key: item for item in self.services},
             "secrets": {item.key: item for item in self.secrets},
             "endpoints": {item.key: item for item in self.endpoints},
+            "backend_traffic_policies": {item.key: item for item in self.backend_traffic_policies},
         }
         grants: dict[str, list[ReferenceGrant]] = {}
         for grant in self.reference_grants:
@@ -946,6 +1069,9 @@ class Resources:
 
     def secret(self, namespace: str, name: str) -> Secret | None:
         return self._index["secrets"].get(ObjectKey(namespace, name))
+
+    def backend_traffic_policy(self, namespace: str, name: str) -> BackendTrafficPolicy | None:
+        return self._index["backend_traffic_policies"].get(ObjectKey(namespace, name))
 
     def reference_grants_in(self, namespace: str) -> tuple[ReferenceGrant, ...]:
         return self._index["grants"].get(namespace, ())
@@ -984,6 +1110,7 @@ class Resources:
         yield from self.reference_grants
         yield from self.secrets
         yield from self.endpoints
+        yield from self.backend_traffic_policies
 
     # ---- functional updates
 
@@ -1054,6 +1181,12 @@ class Resources:
     def without_endpoints(self, namespace: str, service: str, port: int) -> Resources:
         return self.without_object(ServiceEndpoints, (namespace, service, port))
 
+    def with_backend_traffic_policy(self, policy: BackendTrafficPolicy) -> Resources:
+        return self.with_object(policy)
+
+    def without_backend_traffic_policy(self, namespace: str, name: str) -> Resources:
+        return self.without_object(BackendTrafficPolicy, ObjectKey(namespace, name))
+
 
 _FIELD_OF: dict[type, str] = {
     Namespace: "namespaces",
@@ -1064,6 +1197,7 @@ _FIELD_OF: dict[type, str] = {
     ReferenceGrant: "reference_grants",
     Secret: "secrets",
     ServiceEndpoints: "endpoints",
+    BackendTrafficPolicy: "backend_traffic_policies",
 }
 
 

@@ -14,12 +14,14 @@ import attrs
 from sut.gatewayapi.resources import ObjectKey, ParentReference, RouteGroupKind
 
 __all__ = [
+    "BackendTrafficPolicyStatus",
     "Condition",
     "ConditionStatus",
     "GatewayClassStatus",
     "GatewayStatus",
     "HTTPRouteStatus",
     "ListenerStatus",
+    "PolicyAncestorStatus",
     "Reason",
     "RouteParentStatus",
     "Statuses",
@@ -63,6 +65,9 @@ class Reason:
     NO_MATCHING_PARENT = "NoMatchingParent"
     BACKEND_NOT_FOUND = "BackendNotFound"
     INVALID_KIND = "InvalidKind"
+    # Policy reasons (apis/v1/policy_types.go) and Envoy Gateway's Overridden condition
+    TARGET_NOT_FOUND = "TargetNotFound"
+    OVERRIDDEN = "Overridden"
 
 
 _STATUSES = (ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN)
@@ -156,12 +161,40 @@ class HTTPRouteStatus:
 
 
 @attrs.frozen
+class PolicyAncestorStatus:
+    """A policy's conditions with respect to one ancestor (Gateway API `PolicyAncestorStatus`).
+
+    The ancestor is a Gateway the policy's target belongs to; for a target that cannot be
+    resolved it is the target reference itself, so the TargetNotFound condition has a place.
+    """
+
+    ancestor_ref: ParentReference
+    conditions: tuple[Condition, ...]
+
+    def condition(self, type_: str) -> Condition | None:
+        return find_condition(self.conditions, type_)
+
+
+@attrs.frozen
+class BackendTrafficPolicyStatus:
+    policy: ObjectKey
+    ancestors: tuple[PolicyAncestorStatus, ...]
+
+    def ancestor(self, ancestor_ref: ParentReference) -> PolicyAncestorStatus | None:
+        for ancestor in self.ancestors:
+            if ancestor.ancestor_ref == ancestor_ref:
+                return ancestor
+        return None
+
+
+@attrs.frozen
 class Statuses:
     """Status of every object translation is responsible for, sorted by key."""
 
     gateway_classes: tuple[GatewayClassStatus, ...] = ()
     gateways: tuple[GatewayStatus, ...] = ()
     http_routes: tuple[HTTPRouteStatus, ...] = ()
+    backend_traffic_policies: tuple[BackendTrafficPolicyStatus, ...] = ()
 
     def gateway(self, namespace: str, name: str) -> GatewayStatus | None:
         key = ObjectKey(namespace, name)
@@ -174,6 +207,15 @@ class Statuses:
         key = ObjectKey(namespace, name)
         for status in self.http_routes:
             if status.route == key:
+                return status
+        return None
+
+    def backend_traffic_policy(
+        self, namespace: str, name: str
+    ) -> BackendTrafficPolicyStatus | None:
+        key = ObjectKey(namespace, name)
+        for status in self.backend_traffic_policies:
+            if status.policy == key:
                 return status
         return None
 
@@ -200,8 +242,12 @@ def _parent_ref_dict(ref: ParentReference) -> dict[str, object]:
 
 
 def statuses_as_dict(statuses: Statuses) -> dict[str, object]:
-    """Statuses shaped like the Kubernetes `status` stanzas (for reports and golden files)."""
-    return {
+    """Statuses shaped like the Kubernetes `status` stanzas (for reports and golden files).
+
+    `backendTrafficPolicies` appears only when there is a policy, so worlds without one render
+    exactly as they did before policies existed.
+    """
+    result: dict[str, object] = {
         "gateways": [
             {
                 "namespace": item.gateway.namespace,
@@ -237,3 +283,19 @@ def statuses_as_dict(statuses: Statuses) -> dict[str, object]:
             for item in statuses.http_routes
         ],
     }
+    if statuses.backend_traffic_policies:
+        result["backendTrafficPolicies"] = [
+            {
+                "namespace": item.policy.namespace,
+                "name": item.policy.name,
+                "ancestors": [
+                    {
+                        "ancestorRef": _parent_ref_dict(ancestor.ancestor_ref),
+                        "conditions": [_condition_dict(c) for c in ancestor.conditions],
+                    }
+                    for ancestor in item.ancestors
+                ],
+            }
+            for item in statuses.backend_traffic_policies
+        ]
+    return result

@@ -6,6 +6,7 @@ from sut.translate.build import build_ir, precedence_key
 from sut.translate.ir import (
     IR,
     Cluster,
+    ClusterSettings,
     DirectResponse,
     FilterChain,
     Forward,
@@ -24,6 +25,7 @@ from sut.translate.ir import (
     WeightedBackend,
 )
 from sut.translate.options import TranslateOptions
+from sut.translate.policies import PolicyResolution, resolve_backend_traffic_policies
 from sut.translate.regex import MAX_PROGRAM_SIZE, RegexVerdict, check_regex
 from sut.translate.translation import Translation, translate
 from sut.translate.xds import (
@@ -38,12 +40,14 @@ __all__ = [
     "IR",
     "MAX_PROGRAM_SIZE",
     "Cluster",
+    "ClusterSettings",
     "DirectResponse",
     "FilterChain",
     "Forward",
     "HeaderMutation",
     "IRListener",
     "PathRewrite",
+    "PolicyResolution",
     "Redirect",
     "RegexVerdict",
     "Route",
@@ -62,6 +66,7 @@ __all__ = [
     "check_regex",
     "precedence_key",
     "readiness_listener_name",
+    "resolve_backend_traffic_policies",
     "to_xds",
     "translate",
 ]

@@ -11,9 +11,15 @@ Rules of this module (each cites the spec text it implements in `apis/v1`):
   another served Gateway already listens on: PortUnavailable.
 - Attachment of a parentRef: listeners selected by sectionName/port (else NoMatchingParent),
   allowing the route's kind and namespace (else NotAllowedByListeners), with intersecting
-  hostnames (else NoMatchingListenerHostname). `attachedRoutes` counts routes selected by
-  parentRef + allowedRoutes only ("Successful attachment ... is based solely on the combination
-  of the AllowedRoutes field ... and the Route's ParentRefs field").
+  hostnames (else NoMatchingListenerHostname). `attachedRoutes` counts the routes Accepted on
+  the listener (ListenerStatus.AttachedRoutes, Gateway API v1.5: "The AttachedRoutes number
+  represents the number of Routes with the Accepted condition set to "True" that have been
+  attached to this Listener. Routes with any other value for the Accepted condition MUST NOT be
+  included in this count."): a route counts on each listener it was accepted on through a
+  parentRef whose Accepted is True, which needs a hostname intersecting that listener's
+  (conformance HTTPRouteHostnameIntersection). The listener's own Accepted condition does not
+  matter ("MUST be set for Listeners, even if the Accepted condition of an individual Listener
+  is set to "False"").
 - Rules that cannot be implemented (unsupported filter or field, an RE2-invalid regex, a header
   modifier Envoy refuses) are dropped: the route stays Accepted with PartiallyInvalid
   ("Dropped Rule ..."); a route whose every rule is dropped is Accepted=False UnsupportedValue.
@@ -30,6 +36,8 @@ Rules of this module (each cites the spec text it implements in `apis/v1`):
   path values first (PathPrefix "/" counts 0); a method match; more header matches; more query
   matches; then the oldest route (creationTimestamp; routes without one come after), then
   "namespace/name" alphabetically, then rule order, then match order.
+- BackendTrafficPolicies (see `sut.translate.policies`) set the clusters of the routes they
+  cover; without one, clusters keep the defaults.
 """
 
 from __future__ import annotations
@@ -72,6 +80,7 @@ from sut.translate.hostnames import covers, more_specific, route_hostnames_on_li
 from sut.translate.ir import (
     IR,
     Cluster,
+    ClusterSettings,
     DirectResponse,
     FilterChain,
     Forward,
@@ -90,6 +99,7 @@ from sut.translate.ir import (
     WeightedBackend,
 )
 from sut.translate.options import TranslateOptions
+from sut.translate.policies import resolve_backend_traffic_policies
 from sut.translate.regex import check_regex, quote_regex
 
 __all__ = ["build_ir", "precedence_key", "rewrite_regex_for_prefix"]
@@ -783,7 +793,6 @@ def _attach(
         )
     attached: list[tuple[_ListenerState, tuple[str, ...]]] = []
     for state in allowed:
-        state.attached.add(route.key)
         hostnames = route_hostnames_on_listener(state.spec.hostname, route.hostnames)
         if hostnames:
             attached.append((state, hostnames))
@@ -994,8 +1003,11 @@ def build_ir(resources: Resources, options: TranslateOptions | None = None) -> t
 
     routes_on: dict[int, list[tuple[HTTPRoute, _RouteResult, tuple[str, ...]]]] = {}
     seen: dict[tuple[int, ObjectKey], tuple[HTTPRoute, _RouteResult, tuple[str, ...]]] = {}
+    gateways_of: dict[ObjectKey, set[ObjectKey]] = {}
     for route, result in results:
         for state, hostnames in result.attachments:
+            state.attached.add(route.key)  # accepted on this listener: attachedRoutes
+            gateways_of.setdefault(route.key, set()).add(state.gateway.key)
             key = (id(state), route.key)
             previous = seen.get(key)
             merged = tuple(sorted(set(hostnames) | set(previous[2] if previous else ())))
@@ -1064,9 +1076,10 @@ def build_ir(resources: Resources, options: TranslateOptions | None = None) -> t
                 for ir_route in host.routes:
                     if isinstance(ir_route.action, Forward):
                         used.update(backend.cluster for backend in ir_route.action.backends)
+    policies = resolve_backend_traffic_policies(resources, served, gateways_of)
     planned = {
-        cluster.name: cluster
-        for _, result in results
+        cluster.name: _with_policy(cluster, policies.settings.get(route.key))
+        for route, result in results
         for plan in result.plans
         for cluster in plan.clusters
     }
@@ -1081,5 +1094,10 @@ def build_ir(resources: Resources, options: TranslateOptions | None = None) -> t
             for gateway in sorted(served, key=lambda g: g.key)
         ),
         http_routes=tuple(result.status for _, result in results),
+        backend_traffic_policies=policies.statuses,
     )
     return ir, statuses
+
+
+def _with_policy(cluster: Cluster, settings: ClusterSettings | None) -> Cluster:
+    return cluster if settings is None else attrs.evolve(cluster, settings=settings)

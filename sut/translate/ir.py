@@ -8,6 +8,8 @@ the model/harness can read the IR instead of reverse-engineering protos.
 
 from __future__ import annotations
 
+import datetime
+
 import attrs
 
 from sut.gatewayapi.resources import Endpoint, ObjectKey
@@ -15,6 +17,7 @@ from sut.gatewayapi.resources import Endpoint, ObjectKey
 __all__ = [
     "IR",
     "Cluster",
+    "ClusterSettings",
     "DirectResponse",
     "FilterChain",
     "Forward",
@@ -169,11 +172,27 @@ class IRListener:
 
 
 @attrs.frozen
+class ClusterSettings:
+    """What a BackendTrafficPolicy sets on a cluster; None keeps the proxy default."""
+
+    load_balancer: str | None = None
+    """RoundRobin, LeastRequest or Random (Envoy Gateway's LoadBalancerType)."""
+    connect_timeout: datetime.timedelta | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.load_balancer not in (None, "RoundRobin", "LeastRequest", "Random"):
+            raise ValueError(f"load balancer {self.load_balancer!r} cannot be translated")
+        if self.connect_timeout is not None and self.connect_timeout <= datetime.timedelta(0):
+            raise ValueError("connect_timeout must be positive (Envoy refuses anything else)")
+
+
+@attrs.frozen
 class Cluster:
     name: str
     service: ObjectKey
     service_port: int
     endpoints: tuple[Endpoint, ...]
+    settings: ClusterSettings = ClusterSettings()
 
 
 @attrs.frozen

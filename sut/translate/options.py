@@ -18,6 +18,11 @@ class TranslateOptions:
     bind_address: str = "0.0.0.0"
     bind_port_zero: bool = False
     """Bind every Gateway listener to port 0 (the harness reads the OS-chosen ports back)."""
+    loopback_per_listener: bool = False
+    """Bind each Gateway port to its own 127.x.y.z address, derived from the Gateway and the
+    port. With port 0 every listener would otherwise have the same address, and Envoy hands the
+    socket of a listener being replaced to a new listener with an equal address, so an HTTP and
+    an HTTPS listener can end up sharing one socket."""
     readiness_port: int = 19001
     initial_fetch_timeout: datetime.timedelta = datetime.timedelta(seconds=15)
     connect_timeout: datetime.timedelta = datetime.timedelta(seconds=10)

@@ -8,6 +8,7 @@ configuration, so error handling elsewhere can recognise and leave it alone.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import attrs
@@ -59,6 +60,11 @@ INVALID_BACKEND_ROUTE_SUFFIX = "/invalid-backend-share"
 """Suffix of the route that answers 500 for the weight share of invalid backendRefs."""
 
 _FRACTION_DENOMINATOR = 1_000_000
+_LB_POLICIES = {
+    "RoundRobin": cluster_pb2.Cluster.ROUND_ROBIN,
+    "LeastRequest": cluster_pb2.Cluster.LEAST_REQUEST,
+    "Random": cluster_pb2.Cluster.RANDOM,
+}
 _REDIRECT_CODES = {
     301: route_components_pb2.RedirectAction.MOVED_PERMANENTLY,
     302: route_components_pb2.RedirectAction.FOUND,
@@ -168,11 +174,17 @@ def _router_filter() -> hcm_pb2.HttpFilter:
 # --------------------------------------------------------------------------- listeners
 
 
+def _loopback_address(item: IRListener) -> str:
+    """A stable 127.x.y.z per (Gateway, port): distinct listeners never share an address."""
+    digest = hashlib.sha256(f"{item.gateway.namespace}/{item.gateway.name}:{item.port}".encode())
+    first, second, third = digest.digest()[:3]
+    return f"127.{first}.{second}.{third % 253 + 2}"
+
+
 def _listener(item: IRListener, options: TranslateOptions) -> listener_pb2.Listener:
     port = 0 if options.bind_port_zero else item.port
-    listener = listener_pb2.Listener(
-        name=item.name, address=_socket_address(options.bind_address, port)
-    )
+    address = _loopback_address(item) if options.loopback_per_listener else options.bind_address
+    listener = listener_pb2.Listener(name=item.name, address=_socket_address(address, port))
     prefix = f"{'https' if item.protocol == 'HTTPS' else 'http'}-{item.port}"
     if item.protocol == "HTTP":
         listener.default_filter_chain.CopyFrom(
@@ -475,8 +487,11 @@ def _redirect_action(action: Redirect) -> route_components_pb2.RedirectAction:
 
 
 def _cluster(item: Cluster, options: TranslateOptions) -> cluster_pb2.Cluster:
+    """EDS cluster; a BackendTrafficPolicy's settings replace the defaults (LEAST_REQUEST, the
+    options' connect timeout), as in Envoy Gateway."""
     timeout = duration_pb2.Duration()
-    timeout.FromTimedelta(options.connect_timeout)
+    connect_timeout = item.settings.connect_timeout
+    timeout.FromTimedelta(options.connect_timeout if connect_timeout is None else connect_timeout)
     return cluster_pb2.Cluster(
         name=item.name,
         type=cluster_pb2.Cluster.EDS,
@@ -484,7 +499,7 @@ def _cluster(item: Cluster, options: TranslateOptions) -> cluster_pb2.Cluster:
             eds_config=_ads(options), service_name=item.name
         ),
         connect_timeout=timeout,
-        lb_policy=cluster_pb2.Cluster.LEAST_REQUEST,
+        lb_policy=_LB_POLICIES[item.settings.load_balancer or "LeastRequest"],
     )
 
 

@@ -58,6 +58,7 @@ class DeltaStream(AdsStream):
         state.opened = True
         if first and (not subscribe or "*" in subscribe):
             state.wildcard = True
+            state.must_answer = True
         if "*" in subscribe:
             state.wildcard = True
         if "*" in unsubscribe:

@@ -64,6 +64,7 @@ class SotwStream(AdsStream):
         if first or not nonce:
             # A (re)opened subscription gets an answer, whatever the server thinks it holds.
             state.resend.update(self._desired_names(state) if self.snapshot else names)
+            state.must_answer = state.wildcard
         elif not names_ignored:
             state.resend.update(added)
         return self._flush()

@@ -126,6 +126,8 @@ class _TypeState:
     in_flight: _InFlight | None = None
     last_sent_nonce: str = ""
     last_sent_version: str = ""
+    must_answer: bool = False
+    """A wildcard subscription was (re)opened and has not been answered yet."""
     acked_version: str = ""
     acked_snapshot_version: str = ""
     acked_nonce: str = ""
@@ -234,7 +236,7 @@ class AdsStream(abc.ABC):
                 continue
             if state.in_flight is not None:
                 return False
-            if self._updates(state) or self._removals(state):
+            if self._updates(state) or self._removals(state) or state.must_answer:
                 return False
         return True
 
@@ -362,27 +364,31 @@ class AdsStream(abc.ABC):
             return False
         return not (removals_too and self._removals(state))
 
+    def _gate_open(self, resource_type: ResourceType) -> bool:
+        """Rule 4 for a whole type: may anything of it be sent now?"""
+        if "unordered-push" in self.mutants:
+            return True
+        cds, eds, lds = ResourceType.CLUSTER, ResourceType.ENDPOINT, ResourceType.LISTENER
+        if resource_type in (cds, eds):
+            return True
+        if not (self._settled(cds) and self._settled(eds)):
+            return False
+        return resource_type is lds or not self._updates(self._types[lds])
+
     def _sendable_updates(self, state: _TypeState) -> list[Resource]:
         """The updates make-before-break allows now (rule 4)."""
         updates = self._updates(state)
         if not updates or "unordered-push" in self.mutants:
             return updates
-        cds, eds, lds = ResourceType.CLUSTER, ResourceType.ENDPOINT, ResourceType.LISTENER
-        if state.type is cds:
-            return updates
-        if state.type is eds:
-            clusters = self._types[cds]
-            if not clusters.opened:
-                return updates
+        if not self._gate_open(state.type):
+            return []
+        clusters = self._types[ResourceType.CLUSTER]
+        if state.type is ResourceType.ENDPOINT and clusters.opened:
             # Only endpoints of Clusters the client has been sent: a Cluster waiting in CDS
             # gets its ClusterLoadAssignment right after, never before.
             sent = {n for c in clusters.known.values() for n in c.references.endpoints}
             return [resource for resource in updates if resource.name in sent]
-        if not (self._settled(cds) and self._settled(eds)):
-            return []
-        if state.type is lds:
-            return updates
-        return updates if not self._updates(self._types[lds]) else []
+        return updates
 
     def _endpoints_missing(self) -> bool:
         """A Cluster the client was sent still lacks its ClusterLoadAssignment (rule 4).
@@ -433,7 +439,10 @@ class AdsStream(abc.ABC):
                 continue
             updates = self._sendable_updates(state)
             removals = self._removals(state) if self._may_send_removals(resource_type) else []
-            if not updates and not removals:
+            # A wildcard subscription that was just opened is answered even when there is
+            # nothing in it: Envoy waits for that answer to finish initializing.
+            answer_anyway = state.must_answer and self._gate_open(resource_type)
+            if not updates and not removals and not answer_anyway:
                 continue
             outgoing = self._compose(state, updates, removals)
             responses.append(self._commit(state, outgoing))
@@ -470,6 +479,7 @@ class AdsStream(abc.ABC):
         )
         state.last_sent_nonce = outgoing.nonce
         state.last_sent_version = outgoing.version
+        state.must_answer = False
         state.responses_sent += 1
         self.record(
             direction="response",

@@ -25,7 +25,7 @@ from tests.e2e.served import MANIFESTS
 ROOT = Path(__file__).resolve().parents[2]
 _SERVING = re.compile(
     r"^serving (?P<gateway>\S+) listener (?P<listener>\S+) (?P<protocol>HTTPS?) port (?P<port>\d+)"
-    r" -> (?P<address>127\.0\.0\.1):(?P<local>\d+)$"
+    r" -> (?P<address>127\.\d+\.\d+\.\d+):(?P<local>\d+)$"
 )
 
 

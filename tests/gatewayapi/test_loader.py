@@ -362,9 +362,127 @@ def test_document_names_kind_namespace_and_name() -> None:
     assert caught.value.document == "<manifest 0>#0 (HTTPRoute team-a/shop)"
 
 
-def test_duplicate_objects_are_refused_whole() -> None:
-    with pytest.raises(ManifestError, match="two objects named default/store"):
-        load_manifests(route("{}") + "---\n" + route("{}"))
+def test_an_identical_object_in_two_files_is_loaded_once(tmp_path: Path) -> None:
+    """As `kubectl apply -f a.yaml -f b.yaml` would leave it: one object."""
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(GATEWAY + "---\n" + route("parentRefs:\n- name: eg"))
+    second.write_text(route("parentRefs:\n- name: eg"))
+    resources = load_manifests(first, second)
+    assert len(resources.http_routes) == 1
+    assert resources == load_manifests(first)
+
+
+def test_different_objects_with_one_name_are_refused_naming_both_documents(
+    tmp_path: Path,
+) -> None:
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(GATEWAY + "---\n" + route("parentRefs:\n- name: eg"))
+    second.write_text(route("parentRefs:\n- name: other"))
+    with pytest.raises(ManifestError) as caught:
+        load_manifests(first, second)
+    assert caught.value.document == f"{second}#0 (HTTPRoute default/store)"
+    assert f"{first}#1" in caught.value.reason
+    assert "HTTPRoute default/store" in caught.value.reason
+
+
+def test_duplicates_in_one_text_follow_the_same_rule() -> None:
+    assert len(load_manifests(route("{}") + "---\n" + route("{}")).http_routes) == 1
+    with pytest.raises(ManifestError, match="already defined differently in <manifest 0>#0"):
+        load_manifests(route("{}") + "---\n" + route("hostnames: [a.example.com]"))
+
+
+def test_same_name_in_different_kinds_or_namespaces_is_no_duplicate() -> None:
+    service = "apiVersion: v1\nkind: Service\nmetadata: {name: store}\nspec: {}\n"
+    other_namespace = route("{}").replace("name: store", "name: store\n  namespace: shop")
+    resources = load_manifests(route("{}"), service, other_namespace)
+    assert len(resources.http_routes) == 2 and len(resources.services) == 1
+
+
+# ------------------------------------------------------------------ skip_unrelated
+
+UNRELATED = """
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: backend}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: backend}
+spec: {replicas: 1}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: grpc}
+spec: {}
+---
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: ClientTrafficPolicy
+metadata: {name: client}
+spec: {}
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: cert-manager.io/v1
+  kind: Certificate
+  metadata: {name: cert}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: listed}
+  spec: {ports: [{port: 80}]}
+"""
+
+
+def test_skip_unrelated_leaves_out_what_a_gateway_does_not_read_with_a_note() -> None:
+    notes: list[str] = []
+    resources = load_manifests(GATEWAY, UNRELATED, skip_unrelated=True, on_skip=notes.append)
+    assert notes == [
+        "<manifest 1>#0 (v1 ServiceAccount backend)",
+        "<manifest 1>#1 (apps/v1 Deployment backend)",
+        "<manifest 1>#2 (gateway.networking.k8s.io/v1 GRPCRoute grpc)",
+        "<manifest 1>#3 (gateway.envoyproxy.io/v1alpha1 ClientTrafficPolicy client)",
+        "<manifest 1>#4#0 (cert-manager.io/v1 Certificate cert)",
+    ]
+    assert resources.gateway("infra", "eg") is not None
+    assert resources.service("default", "listed") is not None
+    assert load_manifests(GATEWAY, UNRELATED, skip_unrelated=True) == resources  # no callback
+
+
+def test_without_skip_unrelated_those_objects_are_errors() -> None:
+    with pytest.raises(ManifestError, match="unsupported kind 'ServiceAccount'"):
+        load_manifests(UNRELATED)
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind"),
+    [
+        ("gateway.networking.k8s.io/v1", "HTTPRoutes"),
+        ("v1", "Servce"),
+        ("gateway.envoyproxy.io/v1alpha1", "BackendTrafficPolicies"),
+    ],
+)
+def test_misspelt_kinds_of_groups_we_read_are_errors_even_when_skipping(
+    api_version: str, kind: str
+) -> None:
+    manifest = f"apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: x}}\n"
+    with pytest.raises(ManifestError, match="unsupported kind") as caught:
+        load_manifests(manifest, skip_unrelated=True, on_skip=pytest.fail)
+    assert caught.value.document == f"<manifest 0>#0 ({kind})"
+
+
+def test_skipping_keeps_the_document_numbers_of_errors(tmp_path: Path) -> None:
+    manifest = tmp_path / "app.yaml"
+    manifest.write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n"
+        "---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\n"
+        "spec: {ports: [{port: web}]}\n"
+    )
+    notes: list[str] = []
+    with pytest.raises(ManifestError) as caught:
+        load_manifests(manifest, skip_unrelated=True, on_skip=notes.append)
+    assert caught.value.document == f"{manifest}#1 (Service default/web)"
+    assert caught.value.field == "spec.ports[0].port"
+    assert notes == [f"{manifest}#0 (apps/v1 Deployment web)"]
 
 
 def test_invalid_yaml_is_a_manifest_error() -> None:

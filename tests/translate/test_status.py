@@ -449,7 +449,10 @@ def test_unsupported_protocol_and_protocol_conflict() -> None:
     assert accepted is not None and accepted.is_true and accepted.reason == "ListenersNotValid"
 
 
-def test_attached_routes_count_by_parent_ref_and_allowed_routes_only() -> None:
+def test_attached_routes_count_only_routes_accepted_on_the_listener() -> None:
+    """ListenerStatus.AttachedRoutes (v1.5): "the number of Routes with the Accepted condition
+    set to "True" that have been attached to this Listener. Routes with any other value for the
+    Accepted condition MUST NOT be included in this count." """
     result = statuses(
         gateway(
             [
@@ -460,18 +463,62 @@ def test_attached_routes_count_by_parent_ref_and_allowed_routes_only() -> None:
                     allowed_routes={"namespaces": {"from": "All"}},
                 ),
                 listener("b", 81),
+                listener(
+                    "wild",
+                    82,
+                    hostname="*.example.com",
+                    allowed_routes={"namespaces": {"from": "All"}},
+                ),
             ]
         ),
-        route("one", hostnames=["b.example.com"]),  # hostname mismatch still counts on "a"
-        route("two", namespace="infra"),
-        route("three", parents=[{"name": "eg", "namespace": "infra", "sectionName": "b"}]),
+        # selected by every listener; its hostname intersects "wild" only ("b" refuses default/)
+        route("one", hostnames=["b.example.com"]),
+        route("two", namespace="infra"),  # no hostnames: accepted on all three
+        route("three", namespace="infra", parents=[{"name": "eg", "sectionName": "b"}]),
+        # selected by "a" but no hostname intersects: Accepted=False, counted nowhere
+        route(
+            "four",
+            namespace="infra",
+            hostnames=["other.test"],
+            parents=[{"name": "eg", "sectionName": "a"}],
+        ),
+        # every rule dropped: Accepted=False UnsupportedValue, counted nowhere
+        route(
+            "five",
+            namespace="infra",
+            parents=[{"name": "eg", "sectionName": "b"}],
+            rules=[{"timeouts": {"request": "1s"}}],
+        ),
     )
     status = result.gateway("infra", "eg")
     assert status is not None
     counts = {item.name: item.attached_routes for item in status.listeners}
-    assert counts == {"a": 2, "b": 1}
-    one = result.http_route("default", "one")
-    assert one is not None and one.parents[0].conditions[0].reason == "NoMatchingListenerHostname"
+    assert counts == {"a": 1, "b": 2, "wild": 2}
+    assert parent_conditions(result, "four")["Accepted"] == "False/NoMatchingListenerHostname"
+    assert parent_conditions(result, "five")["Accepted"] == "False/UnsupportedValue"
+
+
+def test_attached_routes_are_counted_on_listeners_that_are_not_accepted() -> None:
+    """ "the AttachedRoutes field count MUST be set for Listeners, even if the Accepted condition
+    of an individual Listener is set to "False"" (here: ProtocolConflict on port 80)."""
+    result = statuses(
+        gateway(
+            [
+                listener("plain", 80),
+                listener("tls", 80, "HTTPS", hostname="x.test", certificates=[{"name": "cert"}]),
+            ]
+        ),
+        tls_secret("cert"),
+        route("app", namespace="infra", parents=[{"name": "eg", "sectionName": "plain"}]),
+    )
+    status = result.gateway("infra", "eg")
+    assert status is not None
+    plain = status.listener("plain")
+    assert plain is not None
+    accepted = plain.condition(Reason.ACCEPTED)
+    assert accepted is not None and accepted.reason == "ProtocolConflict"
+    assert plain.attached_routes == 1
+    assert parent_conditions(result, "app", "infra")["Accepted"] == "True/Accepted"
 
 
 def test_port_unavailable_between_gateways_unless_ports_are_os_chosen() -> None:

@@ -135,6 +135,39 @@ def tls_secret(name: str, namespace: str = "infra", valid: bool = True) -> dict[
     }
 
 
+def backend_traffic_policy(
+    name: str,
+    targets: list[tuple[str, str]],
+    namespace: str = "default",
+    *,
+    load_balancer: str | None = None,
+    connect_timeout: str | None = None,
+    created: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """An Envoy Gateway BackendTrafficPolicy; `targets` are (kind, name) in its namespace."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if created is not None:
+        metadata["creationTimestamp"] = created
+    spec: dict[str, Any] = {
+        "targetRefs": [
+            {"group": "gateway.networking.k8s.io", "kind": kind, "name": target}
+            for kind, target in targets
+        ],
+        **extra,
+    }
+    if load_balancer is not None:
+        spec["loadBalancer"] = {"type": load_balancer}
+    if connect_timeout is not None:
+        spec["timeout"] = {"tcp": {"connectTimeout": connect_timeout}}
+    return {
+        "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+        "kind": "BackendTrafficPolicy",
+        "metadata": metadata,
+        "spec": spec,
+    }
+
+
 def world(
     *documents: dict[str, Any], endpoints: dict[tuple[str, str, int], int] | None = None
 ) -> Resources:

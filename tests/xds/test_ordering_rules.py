@@ -7,7 +7,7 @@ import pytest
 from sut.mutants import Mutants
 from sut.xds import DeltaStream, ResourceType, Snapshot, SotwStream
 from sut.xds.stream import AdsStream
-from tests.xds.builders import delta_request, names_of, sotw_request, type_of, world
+from tests.xds.builders import delta_request, listener, names_of, sotw_request, type_of, world
 
 LDS, RDS, CDS, EDS = (
     ResourceType.LISTENER,
@@ -158,3 +158,16 @@ def test_exchange_log_records_requests_and_responses_in_order(mode):
     notes = [(e.direction, e.type_short, e.note) for e in log]
     assert ("response", "CDS", "") in notes
     assert ("request", "RDS", "ack") in notes
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_empty_wildcard_subscription_is_still_answered(mode):
+    """Found by the harness: with no clusters at all, a fresh Envoy's CDS request got no
+    answer and Envoy waited out its initial_fetch_timeout."""
+    client = Client(mode)
+    client.stream.on_snapshot(Snapshot.from_messages([listener("L", None)]))
+    (cds,) = client.request(CDS)
+    assert type_of(cds) is CDS and names_of(cds) == []
+    client.ack(cds)
+    (lds,) = client.request(LDS)
+    assert names_of(lds) == ["L"]

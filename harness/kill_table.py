@@ -1,0 +1,204 @@
+"""`harness mutants`: run the state machine against the SUT and against every known bug class,
+and tabulate which ones it kills.
+
+Every mutant runs through the ordinary machine: same rules, same invariants, same generation.
+A mutant is killed when `check` finds a counterexample; the unmutated SUT must pass the same
+budget.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import attrs
+
+from harness.check import CheckOptions, CheckResult, run_check
+from harness.machine import Progress
+from harness.stack import StackSettings
+from sut.controlplane import FailurePolicy
+from sut.mutants import MUTANTS, Mutants
+
+__all__ = ["KillTable", "MutantRun", "kill_table_runs", "run_kill_table", "update_readme"]
+
+README_START = "<!-- kill-table:start -->"
+README_END = "<!-- kill-table:end -->"
+
+
+@attrs.frozen
+class MutantRun:
+    name: str
+    mode: str
+    killed: bool
+    seconds_to_failure: float | None
+    shrunk_steps: int | None
+    invariant: str
+    seconds: float
+    examples: int
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "mode": self.mode,
+            "killed": self.killed,
+            "seconds_to_failure": round(self.seconds_to_failure, 1)
+            if self.seconds_to_failure is not None
+            else None,
+            "shrunk_steps": self.shrunk_steps,
+            "invariant": self.invariant,
+        }
+
+
+@attrs.frozen
+class KillTable:
+    baseline: tuple[tuple[str, CheckResult], ...]
+    runs: tuple[MutantRun, ...]
+
+    @property
+    def baseline_passed(self) -> bool:
+        return all(result.passed for _, result in self.baseline)
+
+    @property
+    def all_killed(self) -> bool:
+        return all(run.killed for run in self.runs)
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {
+                "mutants": [run.as_json() for run in self.runs],
+                "baseline_passed": self.baseline_passed,
+            },
+            indent=1,
+        )
+
+    def as_markdown(self) -> str:
+        lines = [
+            "| mutant | mode | killed | time to first failure | shrunk steps | caught by |",
+            "|---|---|---|---|---|---|",
+        ]
+        for run in self.runs:
+            first = f"{run.seconds_to_failure:.1f} s" if run.seconds_to_failure is not None else "-"
+            steps = str(run.shrunk_steps) if run.shrunk_steps is not None else "-"
+            lines.append(
+                f"| {run.name} | {run.mode} | {'yes' if run.killed else '**no**'} | {first} |"
+                f" {steps} | {run.invariant or '-'} |"
+            )
+        verdicts = ", ".join(
+            f"{mode}: {'passed' if result.passed else 'FAILED'} ({result.examples} examples,"
+            f" {result.steps} steps)"
+            for mode, result in self.baseline
+        )
+        lines.append("")
+        lines.append(f"Unmutated SUT, same budget: {verdicts}.")
+        return "\n".join(lines)
+
+
+def kill_table_runs(modes: Iterable[str]) -> list[tuple[str, str]]:
+    """(mutant, mode) pairs where the mutant's mechanism exists."""
+    wanted = list(modes)
+    return [
+        (name, mode)
+        for name, spec in sorted(MUTANTS.items())
+        for mode in wanted
+        if mode in spec.modes
+    ]
+
+
+def _settings(mode: str, mutants: Mutants) -> StackSettings:
+    policy = mutants.failure_policy() or FailurePolicy.KEEP_LAST_GOOD.value
+    return StackSettings(
+        mode=mode,  # type: ignore[arg-type]
+        failure_policy=FailurePolicy(policy),
+        mutants=mutants,
+    )
+
+
+def _options(stack: StackSettings, budget_seconds: float, steps: int, seed: int) -> CheckOptions:
+    return CheckOptions(
+        stack=stack,
+        max_examples=10_000,
+        steps=steps,
+        seed=seed,
+        budget_seconds=budget_seconds,
+        shrink_seconds=min(60.0, budget_seconds),
+    )
+
+
+def _labelled(
+    on_progress: Callable[[str, Progress], None] | None, label: str
+) -> Callable[[Progress], None] | None:
+    if on_progress is None:
+        return None
+
+    def report(progress: Progress) -> None:
+        on_progress(label, progress)
+
+    return report
+
+
+def run_kill_table(
+    modes: Iterable[str],
+    *,
+    budget_seconds: float = 60.0,
+    steps: int = 12,
+    seed: int = 20261124,
+    only: Iterable[str] | None = None,
+    on_progress: Callable[[str, Progress], None] | None = None,
+    on_result: Callable[[str], None] | None = None,
+) -> KillTable:
+    """The baseline per mode, then every (mutant, mode) pair, each within `budget_seconds`."""
+    modes = list(modes)
+    selected = set(only) if only is not None else None
+    say = on_result or (lambda line: None)
+    baseline = []
+    for mode in modes:
+        label = f"baseline/{mode}"
+        result = run_check(
+            _options(_settings(mode, Mutants()), budget_seconds, steps, seed),
+            _labelled(on_progress, label),
+        )
+        baseline.append((mode, result))
+        say(f"{label}: {'passed' if result.passed else 'FAILED: ' + result.error[:200]}")
+    runs = []
+    for name, mode in kill_table_runs(modes):
+        if selected is not None and name not in selected:
+            continue
+        label = f"{name}/{mode}"
+        result = run_check(
+            _options(_settings(mode, Mutants.of([name])), budget_seconds, steps, seed),
+            _labelled(on_progress, label),
+        )
+        failure = result.failure
+        invariants = (
+            ", ".join(dict.fromkeys(v.invariant for v in failure.violations)) if failure else ""
+        )
+        run = MutantRun(
+            name=name,
+            mode=mode,
+            killed=not result.passed,
+            seconds_to_failure=result.seconds_to_failure,
+            shrunk_steps=len(failure.operations) if failure else None,
+            invariant=invariants,
+            seconds=result.seconds,
+            examples=result.examples,
+        )
+        runs.append(run)
+        verdict = (
+            f"killed in {result.seconds_to_failure or 0:.1f} s by {invariants}"
+            if run.killed
+            else "SURVIVED"
+        )
+        say(f"{label}: {verdict}")
+    return KillTable(tuple(baseline), tuple(runs))
+
+
+def update_readme(path: Path, table: KillTable) -> None:
+    """Replace the kill table between the README's markers (regenerated, never hand-edited)."""
+    text = path.read_text()
+    pattern = re.compile(re.escape(README_START) + r".*?" + re.escape(README_END), re.DOTALL)
+    block = f"{README_START}\n{table.as_markdown()}\n{README_END}"
+    if not pattern.search(text):
+        raise ValueError(f"{path} has no {README_START} ... {README_END} markers")
+    path.write_text(pattern.sub(lambda _match: block, text))
