@@ -61,28 +61,54 @@ def _mode_label(stack: StackSettings) -> str:
     return stack.mode
 
 
+BUDGETED_ROUND_EXAMPLES = 20
+"""A time-budgeted search runs Hypothesis in rounds of this many examples, each with its own
+seed derived from the run's. Hypothesis spends its first max_examples/10 test cases (up to 50)
+on "simplest" extensions of each new prefix, which for a state machine is the first rule
+repeated; at about a second per example against real Envoy, short rounds keep that waste small
+and the examples diverse."""
+
+
 def run_check(
     options: CheckOptions, on_progress: Callable[[Progress], None] | None = None
 ) -> CheckResult:
     progress = Progress(report=on_progress, budget_seconds=options.budget_seconds)
+    if options.budget_seconds is None:
+        return _run_round(options, progress, options.max_examples, options.seed)
+    round_number = 0
+    while not progress.out_of_budget and progress.examples < options.max_examples:
+        remaining = options.max_examples - progress.examples
+        round_seed = None
+        if options.seed is not None:
+            round_seed = options.seed if round_number == 0 else options.seed * 7919 + round_number
+        result = _run_round(options, progress, min(BUDGETED_ROUND_EXAMPLES, remaining), round_seed)
+        if not result.passed:
+            return result
+        round_number += 1
+    return CheckResult(True, progress.examples, progress.steps, progress.elapsed)
+
+
+def _run_round(
+    options: CheckOptions, progress: Progress, max_examples: int, run_seed: int | None
+) -> CheckResult:
     machine = machine_for(options.stack, progress)
     phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
     if options.shrink:
         phases.append(Phase.shrink)
     run_settings = settings(
-        max_examples=options.max_examples,
+        max_examples=max_examples,
         stateful_step_count=options.steps,
         deadline=None,
         database=None,
-        derandomize=options.derandomize and options.seed is None,
+        derandomize=options.derandomize and run_seed is None,
         print_blob=False,
         phases=phases,
         report_multiple_bugs=False,
         suppress_health_check=list(HealthCheck),
     )
     test = get_state_machine_test(machine, settings=run_settings)
-    if options.seed is not None:
-        test = seed(options.seed)(test)
+    if run_seed is not None:
+        test = seed(run_seed)(test)
     try:
         with _shrink_budget(options.shrink_seconds), with_reporter(_hypothesis_report):
             test()
@@ -99,7 +125,9 @@ def run_check(
             steps=progress.steps,
             seconds=progress.elapsed,
             seconds_to_failure=progress.first_failure_at,
-            failure=progress.final or progress.last,
+            failure=progress.final
+            or (progress.first if isinstance(error, Flaky) else None)
+            or progress.last,
             error=detail,
         )
     return CheckResult(True, progress.examples, progress.steps, progress.elapsed)

@@ -239,7 +239,9 @@ def _parser() -> argparse.ArgumentParser:
         default=60.0,
         help="search time per mutant and mode before it counts as survived (default: %(default)s)",
     )
-    mutants.add_argument("--steps", type=int, default=12, help="steps per example")
+    mutants.add_argument(
+        "--steps", type=int, default=12, help="steps per example (default: %(default)s)"
+    )
     mutants.add_argument("--seed", type=int, default=20261124, help="seed of every search")
     mutants.add_argument(
         "--only", action="append", default=None, metavar="MUTANT", help="run only these"

@@ -15,14 +15,32 @@ from pathlib import Path
 
 import attrs
 
-from harness.check import CheckOptions, CheckResult, run_check
+from harness.check import (
+    CheckOptions,
+    CheckResult,
+    format_counterexample,
+    run_check,
+    save_replay,
+)
 from harness.machine import Progress
 from harness.stack import StackSettings
 from sut.controlplane import FailurePolicy
 from sut.mutants import MUTANTS, Mutants
 
-__all__ = ["KillTable", "MutantRun", "kill_table_runs", "run_kill_table", "update_readme"]
+__all__ = [
+    "TABLE_STEPS",
+    "KillTable",
+    "MutantRun",
+    "kill_table_runs",
+    "mutant_settings",
+    "run_kill_table",
+    "update_readme",
+]
 
+TABLE_STEPS = 12
+"""Steps per example in the kill table, as `check`'s default."""
+SHRINK_SECONDS = 25.0
+"""Shrinking time per kill: keeps the whole table of both modes under 15 minutes."""
 README_START = "<!-- kill-table:start -->"
 README_END = "<!-- kill-table:end -->"
 
@@ -37,6 +55,8 @@ class MutantRun:
     invariant: str
     seconds: float
     examples: int
+    listed: bool = True
+    """A row of BUGS.md (False: a bug class added beyond it)."""
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -75,15 +95,15 @@ class KillTable:
 
     def as_markdown(self) -> str:
         lines = [
-            "| mutant | mode | killed | time to first failure | shrunk steps | caught by |",
-            "|---|---|---|---|---|---|",
+            "| mutant | mode | killed | time to first failure | shrunk steps | caught by | from |",
+            "|---|---|---|---|---|---|---|",
         ]
         for run in self.runs:
             first = f"{run.seconds_to_failure:.1f} s" if run.seconds_to_failure is not None else "-"
             steps = str(run.shrunk_steps) if run.shrunk_steps is not None else "-"
             lines.append(
                 f"| {run.name} | {run.mode} | {'yes' if run.killed else '**no**'} | {first} |"
-                f" {steps} | {run.invariant or '-'} |"
+                f" {steps} | {run.invariant or '-'} | {'BUGS.md' if run.listed else 'beyond'} |"
             )
         verdicts = ", ".join(
             f"{mode}: {'passed' if result.passed else 'FAILED'} ({result.examples} examples,"
@@ -106,7 +126,8 @@ def kill_table_runs(modes: Iterable[str]) -> list[tuple[str, str]]:
     ]
 
 
-def _settings(mode: str, mutants: Mutants) -> StackSettings:
+def mutant_settings(mode: str, mutants: Mutants) -> StackSettings:
+    """The stack a mutant runs on: its failure policy if it names one, else the default."""
     policy = mutants.failure_policy() or FailurePolicy.KEEP_LAST_GOOD.value
     return StackSettings(
         mode=mode,  # type: ignore[arg-type]
@@ -122,7 +143,7 @@ def _options(stack: StackSettings, budget_seconds: float, steps: int, seed: int)
         steps=steps,
         seed=seed,
         budget_seconds=budget_seconds,
-        shrink_seconds=min(60.0, budget_seconds),
+        shrink_seconds=min(SHRINK_SECONDS, budget_seconds),
     )
 
 
@@ -142,7 +163,7 @@ def run_kill_table(
     modes: Iterable[str],
     *,
     budget_seconds: float = 60.0,
-    steps: int = 12,
+    steps: int = TABLE_STEPS,
     seed: int = 20261124,
     only: Iterable[str] | None = None,
     on_progress: Callable[[str, Progress], None] | None = None,
@@ -156,18 +177,22 @@ def run_kill_table(
     for mode in modes:
         label = f"baseline/{mode}"
         result = run_check(
-            _options(_settings(mode, Mutants()), budget_seconds, steps, seed),
+            _options(mutant_settings(mode, Mutants()), budget_seconds, steps, seed),
             _labelled(on_progress, label),
         )
         baseline.append((mode, result))
         say(f"{label}: {'passed' if result.passed else 'FAILED: ' + result.error[:200]}")
+        if result.failure is not None:
+            stack = mutant_settings(mode, Mutants())
+            path = save_replay(result.failure, stack)
+            say(format_counterexample(result.failure, f"python -m harness replay {path}"))
     runs = []
     for name, mode in kill_table_runs(modes):
         if selected is not None and name not in selected:
             continue
         label = f"{name}/{mode}"
         result = run_check(
-            _options(_settings(mode, Mutants.of([name])), budget_seconds, steps, seed),
+            _options(mutant_settings(mode, Mutants.of([name])), budget_seconds, steps, seed),
             _labelled(on_progress, label),
         )
         failure = result.failure
@@ -183,6 +208,7 @@ def run_kill_table(
             invariant=invariants,
             seconds=result.seconds,
             examples=result.examples,
+            listed=MUTANTS[name].listed,
         )
         runs.append(run)
         verdict = (

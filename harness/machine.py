@@ -43,6 +43,7 @@ from harness.operations import (
     RestartEnvoy,
     Resync,
     Scale,
+    SetBackendPolicy,
     SetFailOpen,
     UpdateRoute,
 )
@@ -51,6 +52,7 @@ from harness.stack import StackSettings
 from harness.worlds import (
     HEADER,
     LISTENERS,
+    LOAD_BALANCERS,
     MISSING_SERVICE,
     ROUTE_HOSTNAMES,
     ROUTE_PATHS,
@@ -95,9 +97,10 @@ def route_strategy(name: str, created: int) -> st.SearchStrategy[Route]:
     )
 
 
-class BudgetSpent(BaseException):
-    """The search time is up. A BaseException, so Hypothesis lets it through at once instead of
-    treating it as a failure to shrink (as it does with KeyboardInterrupt)."""
+class BudgetSpent(KeyboardInterrupt):
+    """The search time is up. Hypothesis stops at once on an interrupt and records nothing of
+    the cut-off example; any other exception would be stored as a shorter run of a choice prefix
+    it had seen run longer, which it reports as inconsistent data generation (Flaky)."""
 
 
 @attrs.frozen
@@ -118,6 +121,8 @@ class Progress:
     steps: int = 0
     started: float = attrs.Factory(time.monotonic)
     first_failure_at: float | None = None
+    first: Failure | None = None
+    """The first failing example, before any shrinking (what a flaky failure first showed)."""
     final: Failure | None = None
     last: Failure | None = None
     """The most recent failing example, shrunk or not (reported when a replay is flaky)."""
@@ -220,6 +225,10 @@ class _Machine(RuleBasedStateMachine):
     def scale(self, service: str, replicas: int) -> None:
         self._do(Scale(service, replicas))
 
+    @rule(load_balancer=st.sampled_from((None, *LOAD_BALANCERS)))
+    def set_backend_policy(self, load_balancer: str | None) -> None:
+        self._do(SetBackendPolicy(load_balancer))
+
     @precondition(lambda self: self._has_extension)
     @rule(fault=st.sampled_from(FAULTS), hook=st.sampled_from(HOOKS))
     def extension_fails(self, fault: str, hook: str | None) -> None:
@@ -241,7 +250,6 @@ class _Machine(RuleBasedStateMachine):
     def resync(self) -> None:
         self._do(Resync())
 
-    @precondition(lambda self: not self.session.is_held)
     @rule()
     def cut_xds(self) -> None:
         self._do(CutXds())
@@ -294,6 +302,8 @@ class _Machine(RuleBasedStateMachine):
             exchanges=tuple(self.session.exchanges_of_step()),
         )
         self.progress.last = failure
+        if self.progress.first is None:
+            self.progress.first = failure
         if final:
             self.progress.final = failure
 

@@ -32,6 +32,7 @@ __all__ = [
     "RestartEnvoy",
     "Resync",
     "Scale",
+    "SetBackendPolicy",
     "SetFailOpen",
     "UpdateRoute",
     "decode_operations",
@@ -147,6 +148,21 @@ class Scale(Operation):
 
 
 @attrs.frozen
+class SetBackendPolicy(Operation):
+    kind = "set-backend-policy"
+    load_balancer: str | None
+    """None removes the policy."""
+
+    def describe(self) -> str:
+        if self.load_balancer is None:
+            return "remove the Gateway's BackendTrafficPolicy"
+        return f"Gateway BackendTrafficPolicy: load balancer {self.load_balancer}"
+
+    def run(self, session: Any) -> None:
+        session.set_load_balancer(self.load_balancer)
+
+
+@attrs.frozen
 class ExtensionFault(Operation):
     kind = "extension-fault"
     fault: str
@@ -208,10 +224,13 @@ class CutXds(Operation):
     kind = "cut-xds"
 
     def describe(self) -> str:
-        return "cut the xDS connection (Envoy reconnects on a new stream)"
+        return (
+            "cut the xDS connection (Envoy reconnects on a new stream; what a held connection"
+            " had not delivered is lost)"
+        )
 
     def run(self, session: Any) -> None:
-        session.stack.cut_xds()
+        session.cut()
 
 
 @attrs.frozen
@@ -293,6 +312,7 @@ _OPERATIONS: dict[str, type[Operation]] = {
         RestartEnvoy,
         Resync,
         Scale,
+        SetBackendPolicy,
         SetFailOpen,
         UpdateRoute,
     )

@@ -104,6 +104,8 @@ class Session:
         self.model = ModelState(extension=extension, policy=str(settings.failure_policy))
         self.trace: list[Operation] = []
         self.next_created = 10
+        self.load_balancer: str | None = None
+        """The Gateway-wide BackendTrafficPolicy's load balancer type, if there is one."""
         self.held: ProxyConfig | None = None
         self.is_held = False
         self._rejected_versions: set[str] = set()
@@ -155,8 +157,13 @@ class Session:
         operation.run(self)
 
     def change_world(self, world: World) -> None:
-        self.stack.apply(to_resources(world))
+        self.stack.apply(to_resources(world, self.load_balancer))
         self.model = self.model.with_world(world)
+
+    def set_load_balancer(self, load_balancer: str | None) -> None:
+        """Cluster tuning only: the model's world, and so every expected answer, stays put."""
+        self.load_balancer = load_balancer
+        self.change_world(self.world)
 
     def scale(self, service: str, replicas: int) -> None:
         self.stack.scale(NAMESPACE, service, replicas)
@@ -168,6 +175,13 @@ class Session:
         self.stack.hold_xds()
         self.is_held = True
         self.held = self.model.proxy
+
+    def cut(self) -> None:
+        """Cut the xDS connection; a held one ends too, and its undelivered bytes are lost, so
+        Envoy comes back on a new stream naming versions older than the server's."""
+        self.stack.cut_xds()
+        if self.is_held:
+            self.release()
 
     def release(self) -> None:
         self.stack.release_xds()

@@ -32,6 +32,7 @@ from sut.gatewayapi import Resources, load_manifests
 __all__ = [
     "GATEWAY",
     "LISTENERS",
+    "LOAD_BALANCERS",
     "NAMESPACE",
     "PROBE_HOSTS",
     "PROBE_PATHS",
@@ -63,6 +64,9 @@ MISSING_SERVICE = "svc-missing"
 ROUTE_HOSTNAMES = ("a.example.com", "b.example.com", "*.example.com")
 ROUTE_PATHS = ("/", "/app", "/app/v1", "/api")
 HEADER = HeaderMatch("x-variant", "blue")
+LOAD_BALANCERS = ("RoundRobin", "Random", "LeastRequest")
+"""Envoy Gateway BackendTrafficPolicy load balancer types: a change rewrites every Cluster but
+no endpoint, and never changes which Service answers."""
 
 PROBE_HOSTS = ("a.example.com", "b.example.com", "c.example.com", "other.org")
 PROBE_PATHS = ("/", "/app", "/app/v1", "/app/v1/x", "/api", "/apix")
@@ -159,8 +163,23 @@ def _http_route(route: Route) -> dict[str, Any]:
     }
 
 
-def manifests(world: World) -> str:
-    """The world as the multi-document YAML a user would apply."""
+def _backend_traffic_policy(load_balancer: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+        "kind": "BackendTrafficPolicy",
+        "metadata": _metadata("gateway-tuning"),
+        "spec": {
+            "targetRefs": [
+                {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY}
+            ],
+            "loadBalancer": {"type": load_balancer},
+        },
+    }
+
+
+def manifests(world: World, load_balancer: str | None = None) -> str:
+    """The world as the multi-document YAML a user would apply; `load_balancer` adds a
+    Gateway-wide BackendTrafficPolicy (cluster tuning the model need not know about)."""
     certificate, key = _tls_files()
     documents: list[dict[str, Any]] = [
         {
@@ -188,22 +207,25 @@ def manifests(world: World) -> str:
             }
         )
     documents += [_http_route(route) for route in world.routes]
+    if load_balancer is not None:
+        documents.append(_backend_traffic_policy(load_balancer))
     return yaml.safe_dump_all(documents, sort_keys=False)
 
 
 @attrs.frozen
 class _Cached:
     world: World
+    load_balancer: str | None
     resources: Resources
 
 
 _last: list[_Cached] = []
 
 
-def to_resources(world: World) -> Resources:
+def to_resources(world: World, load_balancer: str | None = None) -> Resources:
     """The world loaded through the real manifest loader, as the control plane's store."""
-    if _last and _last[0].world == world:
+    if _last and _last[0].world == world and _last[0].load_balancer == load_balancer:
         return _last[0].resources
-    loaded = load_manifests(manifests(world))
-    _last[:] = [_Cached(world, loaded)]
+    loaded = load_manifests(manifests(world, load_balancer))
+    _last[:] = [_Cached(world, load_balancer, loaded)]
     return loaded

@@ -24,6 +24,8 @@ class MutantSpec:
     """A mutant that only exists together with a failure policy (the seed bug) names it here."""
     implies: tuple[str, ...] = ()
     """Mechanism mutants this combination switches on."""
+    listed: bool = True
+    """A row of BUGS.md; False for the bug classes added beyond it."""
 
 
 _BOTH = frozenset({"delta", "sotw"})
@@ -92,6 +94,23 @@ MUTANTS: dict[str, MutantSpec] = {
             "failure policy rds-error together with resubscribe-ignored",
             failure_policy="rds-error",
             implies=("resubscribe-ignored",),
+        ),
+        # Bug classes beyond BUGS.md, each from a real control plane's history.
+        MutantSpec(
+            "deletion-not-a-change",
+            "xds stream bookkeeping",
+            _BOTH,
+            "a type is pushed only when a present resource changed; a deletion alone sends"
+            " nothing (Delta: no removed_resources; SotW: no smaller state of the world)",
+            listed=False,
+        ),
+        MutantSpec(
+            "initial-versions-trusted",
+            "xds delta stream bookkeeping",
+            frozenset({"delta"}),
+            "on a new stream, a name in initial_resource_versions counts as held at the current"
+            " version whatever version the client names, so what it missed is never sent",
+            listed=False,
         ),
     )
 }

@@ -9,11 +9,12 @@ from harness.operations import (
     CreateRoute,
     ExtensionFault,
     Scale,
+    SetBackendPolicy,
     SetFailOpen,
     decode_operations,
     encode_operations,
 )
-from harness.worlds import LISTENERS
+from harness.worlds import LISTENERS, initial_world, to_resources
 from model import Backend, HeaderMatch, Match, Route, Rule
 
 ROUTE = Route(
@@ -37,6 +38,8 @@ def test_operations_round_trip_through_a_replay_file():
         Scale("svc-a", 0),
         ExtensionFault("hang", "PostTranslateModify"),
         SetFailOpen(True),
+        SetBackendPolicy("Random"),
+        SetBackendPolicy(None),
     ]
     assert decode_operations(encode_operations(operations)) == operations
 
@@ -54,3 +57,13 @@ def test_operations_describe_themselves_in_one_line():
 def test_a_malformed_replay_file_is_a_clear_error(text):
     with pytest.raises(ValueError, match="replay"):
         decode_operations(text)
+
+
+def test_a_backend_policy_tunes_every_cluster_of_the_gateway_and_nothing_the_model_sees():
+    world = initial_world({})
+    plain, tuned = to_resources(world), to_resources(world, "Random")
+    assert not plain.backend_traffic_policies
+    (policy,) = tuned.backend_traffic_policies
+    assert policy.load_balancer == "Random"
+    assert (tuned.gateways, tuned.http_routes) == (plain.gateways, plain.http_routes)
+    assert "load balancer Random" in SetBackendPolicy("Random").describe()
