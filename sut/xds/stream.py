@@ -442,10 +442,8 @@ class AdsStream(abc.ABC):
             # A wildcard subscription that was just opened is answered even when there is
             # nothing in it: Envoy waits for that answer to finish initializing.
             answer_anyway = state.must_answer and self._gate_open(resource_type)
-            if "deletion-not-a-change" in self.mutants:
-                removals_only = not updates and not answer_anyway
-                if removals_only:  # The bug: only a changed resource counts as a change.
-                    continue
+            if "deletion-not-a-change" in self.mutants and not updates and not answer_anyway:
+                continue  # The bug: only a changed resource counts as a change.
             if not updates and not removals and not answer_anyway:
                 continue
             outgoing = self._compose(state, updates, removals)
