@@ -236,7 +236,7 @@ def _parser() -> argparse.ArgumentParser:
     mutants.add_argument(
         "--budget-seconds",
         type=float,
-        default=60.0,
+        default=90.0,
         help="search time per mutant and mode before it counts as survived (default: %(default)s)",
     )
     mutants.add_argument(

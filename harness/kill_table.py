@@ -31,6 +31,7 @@ __all__ = [
     "TABLE_STEPS",
     "KillTable",
     "MutantRun",
+    "equivalent_mutants",
     "kill_table_runs",
     "mutant_settings",
     "run_kill_table",
@@ -89,6 +90,9 @@ class KillTable:
             {
                 "mutants": [run.as_json() for run in self.runs],
                 "baseline_passed": self.baseline_passed,
+                "equivalent": [
+                    {"name": name, "reason": reason} for name, reason in equivalent_mutants()
+                ],
             },
             indent=1,
         )
@@ -112,6 +116,9 @@ class KillTable:
         )
         lines.append("")
         lines.append(f"Unmutated SUT, same budget: {verdicts}.")
+        for name, reason in equivalent_mutants():
+            lines.append("")
+            lines.append(f"Not run, equivalent in this SUT: `{name}`: {reason}.")
         return "\n".join(lines)
 
 
@@ -124,6 +131,11 @@ def kill_table_runs(modes: Iterable[str]) -> list[tuple[str, str]]:
         for mode in wanted
         if mode in spec.modes
     ]
+
+
+def equivalent_mutants() -> list[tuple[str, str]]:
+    """(mutant, reason) for mutants no protocol-following client can observe in this SUT."""
+    return [(name, spec.equivalent) for name, spec in sorted(MUTANTS.items()) if spec.equivalent]
 
 
 def mutant_settings(mode: str, mutants: Mutants) -> StackSettings:
@@ -162,7 +174,7 @@ def _labelled(
 def run_kill_table(
     modes: Iterable[str],
     *,
-    budget_seconds: float = 60.0,
+    budget_seconds: float = 90.0,
     steps: int = TABLE_STEPS,
     seed: int = 20261124,
     only: Iterable[str] | None = None,

@@ -167,6 +167,7 @@ class _Machine(RuleBasedStateMachine):
         except Exception as error:
             self._record((Violation("no-crash", f"{type(error).__name__}: {error}"),))
             raise
+        self.route_names = {route.name for route in self.session.world.routes}
         self.progress.steps += 1
         if self.progress.report is not None:
             self.progress.report(self.progress)
@@ -185,12 +186,10 @@ class _Machine(RuleBasedStateMachine):
     @precondition(lambda self: len(self.route_names) < MAX_ROUTES)
     @rule(target=routes, data=st.data())
     def create_route(self, data: st.DataObject) -> str:
-        name = data.draw(st.sampled_from(sorted(set(ROUTE_NAMES) - self.route_names)))
-        self.session.next_created += 1
-        route = data.draw(route_strategy(name, self.session.next_created))
-        self._do(CreateRoute(route))
-        self.route_names.add(name)
-        return name
+        operation = self._draw_change(data, "create-route")
+        self._do(operation)
+        assert isinstance(operation, CreateRoute)
+        return operation.route.name
 
     @rule(name=routes, data=st.data())
     def update_route(self, name: str, data: st.DataObject) -> None:
@@ -204,22 +203,16 @@ class _Machine(RuleBasedStateMachine):
         if name not in self.route_names:
             return
         self._do(DeleteRoute(name))
-        self.route_names.discard(name)
 
     @precondition(lambda self: len(self.session.world.listeners) < len(LISTENERS))
     @rule(data=st.data())
     def add_listener(self, data: st.DataObject) -> None:
-        present = {item.name for item in self.session.world.listeners}
-        name = data.draw(st.sampled_from(sorted(set(LISTENERS) - present)))
-        self._do(AddListener(LISTENERS[name]))
+        self._do(self._draw_change(data, "add-listener"))
 
     @precondition(lambda self: len(self.session.world.listeners) > 1)  # a Gateway needs one
     @rule(data=st.data())
     def remove_listener(self, data: st.DataObject) -> None:
-        name = data.draw(
-            st.sampled_from(sorted(item.name for item in self.session.world.listeners))
-        )
-        self._do(RemoveListener(name))
+        self._do(self._draw_change(data, "remove-listener"))
 
     @rule(service=st.sampled_from(SERVICES), replicas=st.integers(0, 2))
     def scale(self, service: str, replicas: int) -> None:
@@ -253,6 +246,69 @@ class _Machine(RuleBasedStateMachine):
     @rule()
     def cut_xds(self) -> None:
         self._do(CutXds())
+
+    @precondition(lambda self: not self.session.is_held)
+    @rule(data=st.data())
+    def changes_while_held(self, data: st.DataObject) -> None:
+        """A stalled xDS connection that heals after a few changes: the proxy then meets them
+        all at once, in whatever state the server's streams reached meanwhile. The separate
+        hold and release rules rarely close a hold after just a few changes."""
+        self._do(HoldXds())
+        for _ in range(data.draw(st.integers(1, 3), label="changes while held")):
+            self._do(self._draw_change(data))
+        self._do(ReleaseXds())
+
+    def _change_kinds(self) -> list[str]:
+        """The changes of the Gateway API world or of the extension possible right now."""
+        world = self.session.world
+        kinds = ["scale", "backend-policy"]
+        if len(self.route_names) < MAX_ROUTES:
+            kinds.append("create-route")
+        if self.route_names:
+            kinds += ["update-route", "delete-route"]
+        if len(world.listeners) < len(LISTENERS):
+            kinds.append("add-listener")
+        if len(world.listeners) > 1:
+            kinds.append("remove-listener")
+        extension = self.session.model.extension
+        if extension is not None:
+            kinds += ["extension-fault", "fail-open"]
+            if extension.failing is not None:
+                kinds.append("extension-recover")
+        return kinds
+
+    def _draw_change(self, data: st.DataObject, kind: str | None = None) -> Operation:
+        """One change of `kind` (any possible kind when None), drawn from the catalogue."""
+        if kind is None:
+            kind = data.draw(st.sampled_from(self._change_kinds()), label="change")
+        world = self.session.world
+        routes = sorted(self.route_names)
+        present = sorted(item.name for item in world.listeners)
+        if kind == "create-route":
+            name = data.draw(st.sampled_from(sorted(set(ROUTE_NAMES) - self.route_names)))
+            self.session.next_created += 1
+            return CreateRoute(data.draw(route_strategy(name, self.session.next_created)))
+        if kind == "update-route":
+            current = world.route(data.draw(st.sampled_from(routes)))
+            assert current is not None
+            return UpdateRoute(data.draw(route_strategy(current.name, current.created)))
+        if kind == "delete-route":
+            return DeleteRoute(data.draw(st.sampled_from(routes)))
+        if kind == "add-listener":
+            name = data.draw(st.sampled_from(sorted(set(LISTENERS) - set(present))))
+            return AddListener(LISTENERS[name])
+        if kind == "remove-listener":
+            return RemoveListener(data.draw(st.sampled_from(present)))
+        if kind == "scale":
+            return Scale(data.draw(st.sampled_from(SERVICES)), data.draw(st.integers(0, 2)))
+        if kind == "backend-policy":
+            return SetBackendPolicy(data.draw(st.sampled_from((None, *LOAD_BALANCERS))))
+        if kind == "extension-fault":
+            fault, hook = data.draw(st.sampled_from(FAULTS)), data.draw(st.sampled_from(HOOKS))
+            return ExtensionFault(fault, hook)
+        if kind == "fail-open":
+            return SetFailOpen(data.draw(st.booleans()))
+        return ExtensionRecover(data.draw(st.booleans()))
 
     @precondition(lambda self: not self.session.is_held)
     @rule()

@@ -26,6 +26,9 @@ class MutantSpec:
     """Mechanism mutants this combination switches on."""
     listed: bool = True
     """A row of BUGS.md; False for the bug classes added beyond it."""
+    equivalent: str = ""
+    """Why no client that follows the protocol can observe this mutant in this SUT (then
+    `modes` is empty: the kill table lists it apart, and a live test witnesses the reason)."""
 
 
 _BOTH = frozenset({"delta", "sotw"})
@@ -63,8 +66,14 @@ MUTANTS: dict[str, MutantSpec] = {
         MutantSpec(
             "stale-nonce-drops-subscription",
             "xds stream state machine",
-            frozenset({"delta"}),
+            frozenset(),
             "a request with a stale nonce is dropped whole, including its change of names",
+            equivalent=(
+                "the stream keeps one response in flight per type, so Envoy's Delta requests"
+                " are never stale (a change of subscriptions carries no nonce; an ACK names the"
+                " response in flight) and a stale SotW request is followed by the ACK of the"
+                " response in flight, which repeats every name"
+            ),
         ),
         MutantSpec(
             "unordered-push",
@@ -110,6 +119,15 @@ MUTANTS: dict[str, MutantSpec] = {
             frozenset({"delta"}),
             "on a new stream, a name in initial_resource_versions counts as held at the current"
             " version whatever version the client names, so what it missed is never sent",
+            listed=False,
+        ),
+        MutantSpec(
+            "warming-cluster-starved",
+            "xds stream bookkeeping",
+            _BOTH,
+            "endpoints are served from the current snapshot only: a Cluster deleted while the"
+            " response carrying it is in flight warms without its ClusterLoadAssignment, and"
+            " Envoy holds the CDS ACK that would let the deletion through",
             listed=False,
         ),
     )

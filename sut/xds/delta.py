@@ -84,7 +84,7 @@ class DeltaStream(AdsStream):
 
     def _held(self, state: _TypeState, name: str, version: str) -> Resource:
         """What the client says it holds; content unknown unless the snapshot has that version."""
-        current = self.snapshot.get(state.type, name) if self.snapshot else None
+        current = self._existing(state.type).get(name) if self.snapshot else None
         if current is not None and "initial-versions-trusted" in self.mutants:
             return current  # The bug: the name is trusted, the version never compared.
         if current is not None and current.version == version:
@@ -94,7 +94,7 @@ class DeltaStream(AdsStream):
     def _removals(self, state: _TypeState) -> list[str]:
         if self.snapshot is None or not state.opened:
             return []
-        existing = self.snapshot.of_type(state.type)
+        existing = self._existing(state.type)
         candidates = set(state.known) | state.resend
         if not state.wildcard:
             candidates &= state.subscribed

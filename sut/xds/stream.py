@@ -13,6 +13,11 @@ Rules of this module (each is a rule of the xDS protocol or of make-before-break
 5. Removals go last: a Cluster or its endpoints are removed only once LDS and RDS have settled, a
    RouteConfiguration or Secret only once LDS has settled, so nothing Envoy uses disappears first.
 6. A stream is *converged* on a snapshot when no type has anything in flight or left to send.
+7. What the client holds keeps what it references: while a Cluster or Listener the stream sent is
+   still held by the client, the ClusterLoadAssignments, RouteConfigurations and Secrets it names
+   are served from their last content even if the snapshot has dropped them. A Cluster sent just
+   before the snapshot deleted it (a held connection) warms, and Envoy ACKs CDS only once it is
+   warm; withholding its endpoints until that ACK would deadlock until `initial_fetch_timeout`.
 
 The mode-specific classes (`SotwStream`, `DeltaStream`) decide what a request means and how a
 response is shaped; this module decides what to send and when.
@@ -24,7 +29,7 @@ import abc
 import collections
 import itertools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
 
@@ -45,6 +50,9 @@ __all__ = [
 Clock = Callable[[], float]
 
 _stream_ids = itertools.count(1)
+
+_RETAINED_TYPES = (ResourceType.ENDPOINT, ResourceType.ROUTE, ResourceType.SECRET)
+"""Types the client asks for by name because a resource it holds names them (rule 7)."""
 
 
 @attrs.frozen
@@ -188,6 +196,8 @@ class AdsStream(abc.ABC):
         self._clock = clock
         self._nonces = itertools.count(1)
         self._types = {kind: _TypeState(kind) for kind in ADS_ORDER}
+        self._retained: dict[ResourceType, dict[str, Resource]] = {kind: {} for kind in ADS_ORDER}
+        """Rule 7: the last content of every name a resource sent to the client references."""
         self.exchanges: collections.deque[Exchange] = collections.deque(maxlen=5000)
         self._on_exchange = on_exchange
         self._sequence = iter(sequence) if sequence is not None else itertools.count(1)
@@ -210,6 +220,7 @@ class AdsStream(abc.ABC):
                 if not held.body and current is not None and current.version == held.version:
                     # A version the client reported: now we know its content and references.
                     state.known[name] = current
+        self._refresh_retained()
 
     @abc.abstractmethod
     def receive(self, request: object) -> list[object]:
@@ -332,9 +343,53 @@ class AdsStream(abc.ABC):
 
     # ----------------------------------------------------- what must be sent
 
-    def _desired_names(self, state: _TypeState) -> list[str]:
+    def _existing(self, resource_type: ResourceType) -> Mapping[str, Resource]:
+        """What the stream serves of a type: the snapshot, plus what rule 7 retains."""
         assert self.snapshot is not None
-        existing = self.snapshot.of_type(state.type)
+        current = self.snapshot.of_type(resource_type)
+        if "warming-cluster-starved" in self.mutants:
+            return current  # The bug: only the snapshot counts, so a warming Cluster starves.
+        retained = self._retained[resource_type]
+        missing = [name for name in retained if name not in current]
+        if not missing:
+            return current
+        referenced = self._referenced_by_client(resource_type)
+        extra = {name: retained[name] for name in missing if name in referenced}
+        return {**current, **extra} if extra else current
+
+    def _referenced_by_client(self, resource_type: ResourceType) -> set[str]:
+        return {
+            name
+            for state in self._types.values()
+            for held in state.known.values()
+            for name in held.references.of_type(resource_type)
+        }
+
+    def _retain_references(self, sent: Iterable[Resource]) -> None:
+        """Rule 7: remember what each resource just sent names, as the snapshot has it now."""
+        assert self.snapshot is not None
+        for resource in sent:
+            for kind in _RETAINED_TYPES:
+                for name in resource.references.of_type(kind):
+                    current = self.snapshot.get(kind, name)
+                    if current is not None:
+                        self._retained[kind][name] = current
+
+    def _refresh_retained(self) -> None:
+        """Keep retained content current; forget names nothing the client holds names."""
+        assert self.snapshot is not None
+        for kind in _RETAINED_TYPES:
+            retained = self._retained[kind]
+            referenced = self._referenced_by_client(kind)
+            for name in list(retained):
+                current = self.snapshot.get(kind, name)
+                if current is not None:
+                    retained[name] = current
+                elif name not in referenced:
+                    del retained[name]
+
+    def _desired_names(self, state: _TypeState) -> list[str]:
+        existing = self._existing(state.type)
         if state.wildcard:
             return list(existing)
         return sorted(name for name in state.subscribed if name in existing)
@@ -342,7 +397,7 @@ class AdsStream(abc.ABC):
     def _updates(self, state: _TypeState) -> list[Resource]:
         if self.snapshot is None or not state.opened:
             return []
-        existing = self.snapshot.of_type(state.type)
+        existing = self._existing(state.type)
         updates = []
         for name in self._desired_names(state):
             held, resource = state.known.get(name), existing[name]
@@ -400,7 +455,7 @@ class AdsStream(abc.ABC):
         if self.snapshot is None or not clusters.opened:
             return False
         endpoints = self._types[ResourceType.ENDPOINT]
-        existing = self.snapshot.of_type(ResourceType.ENDPOINT)
+        existing = self._existing(ResourceType.ENDPOINT)
         for cluster in clusters.known.values():
             for name in cluster.references.endpoints:
                 wanted = existing.get(name)
@@ -470,6 +525,7 @@ class AdsStream(abc.ABC):
             for name in outgoing.removed:
                 state.known.pop(name, None)
         state.resend -= sent_names | set(outgoing.removed)
+        self._retain_references(outgoing.resources)
         if state.type is ResourceType.CLUSTER:
             self._resend_endpoints_of_updated_clusters(known_before, outgoing.resources)
         state.in_flight = _InFlight(

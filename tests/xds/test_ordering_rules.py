@@ -110,6 +110,53 @@ def test_mutant_eds_not_resent_on_cds_leaves_the_cluster_warming(mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_a_cluster_deleted_while_in_flight_still_gets_its_endpoints(mode):
+    """Found by the machine (a held xDS connection): Envoy ACKs CDS only once the new Cluster
+    has warmed, so the server must not make that Cluster's endpoints wait for the ACK."""
+    client = Client(mode)
+    client.start(world({"r1": ("c1",)}))
+    (cds,) = client.stream.on_snapshot(world({"r1": ("c1", "c2")}, endpoints={"c2": (8002,)}))
+    assert names_of(cds) == ["c1", "c2"] if mode == "sotw" else ["c2"]
+    # Before the client reads that response, the snapshot drops c2 again.
+    assert client.stream.on_snapshot(world({"r1": ("c1",)})) == []
+    # The client warms c2 and asks for its endpoints, holding the CDS ACK until it has them.
+    eds_nonce = client.stream._types[EDS].last_sent_nonce
+    if mode == "delta":
+        (eds,) = client.stream.receive(delta_request(EDS, ["c2"], nonce=""))
+    else:
+        (eds,) = client.stream.receive(sotw_request(EDS, ["c1", "c2"], nonce=eds_nonce))
+    assert names_of(eds) == ["c2"]
+    # Once warm, the CDS ACK lets the deletion through, and then the endpoints go too.
+    client.ack(eds)
+    (cds_removal,) = client.ack(cds)
+    assert type_of(cds_removal) is CDS
+    if mode == "delta":
+        assert list(cds_removal.removed_resources) == ["c2"]
+        (eds_removal,) = client.ack(cds_removal)
+        assert list(eds_removal.removed_resources) == ["c2"]
+        client.ack(eds_removal)
+        assert client.stream.receive(delta_request(EDS, unsubscribe=["c2"])) == []
+    else:
+        assert names_of(cds_removal) == ["c1"]
+        client.ack(cds_removal)
+        client.stream.receive(sotw_request(EDS, ["c1"], nonce=eds.nonce))
+    assert client.stream.converged()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mutant_warming_cluster_starved_withholds_those_endpoints(mode):
+    client = Client(mode, Mutants.of(["warming-cluster-starved"]))
+    client.start(world({"r1": ("c1",)}))
+    (cds,) = client.stream.on_snapshot(world({"r1": ("c1", "c2")}))
+    client.stream.on_snapshot(world({"r1": ("c1",)}))
+    if mode == "delta":
+        assert client.stream.receive(delta_request(EDS, ["c2"])) == []
+    else:
+        eds_nonce = client.stream._types[EDS].last_sent_nonce
+        assert client.stream.receive(sotw_request(EDS, ["c1", "c2"], nonce=eds_nonce)) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_removals_go_last(mode):
     client = Client(mode)
     client.start(world({"r1": ("c1",), "r2": ("c2",)}))
