@@ -148,6 +148,7 @@ def test_mutant_warming_cluster_starved_withholds_those_endpoints(mode):
     client = Client(mode, Mutants.of(["warming-cluster-starved"]))
     client.start(world({"r1": ("c1",)}))
     (cds,) = client.stream.on_snapshot(world({"r1": ("c1", "c2")}))
+    assert type_of(cds) is CDS
     client.stream.on_snapshot(world({"r1": ("c1",)}))
     if mode == "delta":
         assert client.stream.receive(delta_request(EDS, ["c2"])) == []
