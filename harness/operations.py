@@ -176,7 +176,7 @@ class ExtensionFault(Operation):
     def run(self, session: Any) -> None:
         hook = None if self.hook is None else Hook(self.hook)
         session.stack.extension_fault(Fault(self.fault), hook)
-        session.model = session.model.extension_fails(self.fault)
+        session.model = session.model.extension_fails(self.fault, self.hook)
 
 
 @attrs.frozen

@@ -7,6 +7,8 @@ Rules:
 1. A reconcile translates the store. Healthy extension: the world with its marker. Failing and
    fail-open: the world without the marker. Failing and fail-closed: keep-last-good publishes
    nothing; rds-error and inline-error publish the world in error (every route answers 500).
+   A fault only on PostRouteModify fails nothing while no route is translated: that hook is
+   called once per route, so with no route attached to any listener it is never called.
 2. Store changes, resyncs and control-plane restarts reconcile; extension faults, recoveries and
    the fail-open toggle take effect at the next reconcile, as a real controller's do.
 3. A control-plane restart loses the cache, then reconciles.
@@ -20,12 +22,14 @@ from __future__ import annotations
 
 import attrs
 
-from model.routing import Outcome, ProxyConfig, Request, expected_outcomes
+from model.routing import Outcome, ProxyConfig, Request, effective_hostnames, expected_outcomes
 from model.world import World
 
 __all__ = ["FAILURE_POLICIES", "Extension", "ModelState"]
 
 FAILURE_POLICIES = ("keep-last-good", "rds-error", "inline-error")
+EVERY_HOOK = "*"
+ROUTE_HOOK = "PostRouteModify"
 
 
 @attrs.frozen
@@ -33,6 +37,8 @@ class Extension:
     fail_open: bool = False
     failing: str | None = None
     """The fault kind while failing (any kind fails the hook alike), None while healthy."""
+    failing_hooks: frozenset[str] = frozenset()
+    """The hooks that fail, EVERY_HOOK among them for all; faults add up until recovery."""
     generation: int = 1
 
 
@@ -60,13 +66,23 @@ class ModelState:
         extension = self.extension
         if extension is None:
             return ProxyConfig(self.world)
-        if extension.failing is None:
+        if extension.failing is None or not self._failure_reached(extension):
             return ProxyConfig(self.world, marker=extension.generation)
         if extension.fail_open:
             return ProxyConfig(self.world)
         if self.policy == "keep-last-good":
             return None
         return ProxyConfig(self.world, error=True)
+
+    def _failure_reached(self, extension: Extension) -> bool:
+        """Rule 1: does this translation call a failing hook?"""
+        if extension.failing_hooks - {ROUTE_HOOK}:
+            return True
+        return any(
+            effective_hostnames(route, listener)
+            for route in self.world.routes
+            for listener in self.world.listeners
+        )
 
     def with_world(self, world: World) -> ModelState:
         """A store change: the new world, reconciled."""
@@ -75,15 +91,22 @@ class ModelState:
     def with_live_pods(self, pods: frozenset[str]) -> ModelState:
         return attrs.evolve(self, live_pods=pods)
 
-    def extension_fails(self, kind: str) -> ModelState:
+    def extension_fails(self, kind: str, hook: str | None = None) -> ModelState:
+        """The extension starts failing on `hook` (None: every hook), on top of earlier faults."""
         assert self.extension is not None
-        return attrs.evolve(self, extension=attrs.evolve(self.extension, failing=kind))
+        hooks = self.extension.failing_hooks | {hook or EVERY_HOOK}
+        return attrs.evolve(
+            self, extension=attrs.evolve(self.extension, failing=kind, failing_hooks=hooks)
+        )
 
     def extension_recovers(self, new_generation: bool) -> ModelState:
         assert self.extension is not None
         generation = self.extension.generation + (1 if new_generation else 0)
         return attrs.evolve(
-            self, extension=attrs.evolve(self.extension, failing=None, generation=generation)
+            self,
+            extension=attrs.evolve(
+                self.extension, failing=None, failing_hooks=frozenset(), generation=generation
+            ),
         )
 
     def with_fail_open(self, fail_open: bool) -> ModelState:

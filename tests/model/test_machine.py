@@ -92,3 +92,32 @@ def test_a_dead_pod_still_published_answers_503():
         frozenset({"a-1"})
     )
     assert state.expect(REQUEST) == {Status(503)}
+
+
+@pytest.mark.parametrize(
+    ("hook", "still_failing"),
+    [("PostRouteModify", False), ("PostTranslateModify", True), (None, True)],
+)
+def test_a_route_hook_fault_fails_nothing_while_no_route_is_translated(hook, still_failing):
+    """PostRouteModify runs once per route: with none attached, its fault is never reached."""
+    state = started().extension_fails("internal", hook)
+    without_routes = state.with_world(World(listeners=(LISTENER,), services=WORLD.services))
+    assert (without_routes.cache == state.cache) is still_failing
+    if not still_failing:
+        assert without_routes.cache is not None and without_routes.cache.world.routes == ()
+
+
+def test_faults_on_several_hooks_add_up_until_recovery():
+    state = started().extension_fails("internal", "PostRouteModify")
+    state = state.extension_fails("hang", "PostTranslateModify")
+    empty = state.with_world(World(listeners=(LISTENER,), services=WORLD.services))
+    assert empty.cache == state.cache  # PostTranslateModify still fails: keep last good
+    recovered = empty.extension_recovers(new_generation=False).reconcile()
+    assert recovered.cache is not None and recovered.cache.world.routes == ()
+
+
+def test_a_route_attached_to_no_listener_does_not_call_the_route_hook():
+    detached = Route("r", 1, ROUTE.rules, section="absent")
+    state = started().extension_fails("internal", "PostRouteModify")
+    moved = state.with_world(WORLD.with_route(detached))
+    assert moved.cache is not None and moved.cache.world.routes == (detached,)
