@@ -67,6 +67,19 @@ MAX_ROUTES = 4
 ROUTE_NAMES = tuple(f"route-{index}" for index in range(MAX_ROUTES))
 FAULTS = ("unavailable", "hang", "internal", "invalid-reject", "invalid-dangling")
 HOOKS = (None, "PostTranslateModify", "PostRouteModify")
+_UNDOABLE = frozenset(
+    {
+        "create-route",
+        "update-route",
+        "delete-route",
+        "add-listener",
+        "remove-listener",
+        "scale",
+        "backend-policy",
+        "extension-fault",
+        "fail-open",
+    }
+)
 
 
 def _rules() -> st.SearchStrategy[tuple[Rule, ...]]:
@@ -257,6 +270,49 @@ class _Machine(RuleBasedStateMachine):
         for _ in range(data.draw(st.integers(1, 3), label="changes while held")):
             self._do(self._draw_change(data))
         self._do(ReleaseXds())
+
+    @rule(data=st.data())
+    def change_and_undo(self, data: st.DataObject) -> None:
+        """A change reverted at once, before anyone looks (a flapping object, a rolled-back
+        deploy): every resource returns to content the proxy may already hold, which is where
+        caches that answer only what changed go wrong."""
+        kinds = [kind for kind in self._change_kinds() if kind in _UNDOABLE]
+        extension = self.session.model.extension
+        if extension is not None and extension.failing is not None:
+            kinds.remove("extension-fault")  # its undo, a recovery, would clear earlier faults
+        change = self._draw_change(data, data.draw(st.sampled_from(kinds), label="change"))
+        undo = self._undo(change)
+        self._do(change)
+        self._do(undo)
+
+    def _undo(self, change: Operation) -> Operation:
+        """The operation that puts back what `change` is about to replace."""
+        world = self.session.world
+        if isinstance(change, CreateRoute):
+            return DeleteRoute(change.route.name)
+        if isinstance(change, UpdateRoute | DeleteRoute):
+            name = change.route.name if isinstance(change, UpdateRoute) else change.name
+            previous = world.route(name)
+            assert previous is not None
+            if isinstance(change, UpdateRoute):
+                return UpdateRoute(previous)
+            self.session.next_created += 1  # created again: a new creation timestamp
+            return CreateRoute(attrs.evolve(previous, created=self.session.next_created))
+        if isinstance(change, AddListener):
+            return RemoveListener(change.listener.name)
+        if isinstance(change, RemoveListener):
+            listener = world.listener(change.name)
+            assert listener is not None
+            return AddListener(listener)
+        if isinstance(change, Scale):
+            service = world.service(change.service)
+            return Scale(change.service, len(service.pods) if service is not None else 0)
+        if isinstance(change, SetBackendPolicy):
+            return SetBackendPolicy(self.session.load_balancer)
+        if isinstance(change, SetFailOpen):
+            extension = self.session.model.extension
+            return SetFailOpen(extension is not None and extension.fail_open)
+        return ExtensionRecover(new_generation=False)
 
     def _change_kinds(self) -> list[str]:
         """The changes of the Gateway API world or of the extension possible right now."""
