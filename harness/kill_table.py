@@ -40,7 +40,7 @@ __all__ = [
 
 TABLE_STEPS = 12
 """Steps per example in the kill table, as `check`'s default."""
-SHRINK_SECONDS = 25.0
+SHRINK_SECONDS = 15.0
 """Shrinking time per kill: keeps the whole table of both modes under 15 minutes."""
 README_START = "<!-- kill-table:start -->"
 README_END = "<!-- kill-table:end -->"
