@@ -1,8 +1,8 @@
 """The Hypothesis state machine: every operation a gateway meets, against model and real Envoy.
 
 Each rule builds one `Operation`, notes it, and applies it to both sides through the `Session`;
-one invariant checks everything after every step. Route names live in a Bundle and are mirrored
-on the instance, because preconditions cannot read Bundles. A fresh stack (Envoy, control plane,
+one invariant checks everything after every step. Route names live in a Bundle and are also read
+from the store, because preconditions cannot read Bundles. A fresh stack (Envoy, control plane,
 extension, pods) per example; `teardown` always stops it.
 """
 
@@ -67,19 +67,6 @@ MAX_ROUTES = 4
 ROUTE_NAMES = tuple(f"route-{index}" for index in range(MAX_ROUTES))
 FAULTS = ("unavailable", "hang", "internal", "invalid-reject", "invalid-dangling")
 HOOKS = (None, "PostTranslateModify", "PostRouteModify")
-_UNDOABLE = frozenset(
-    {
-        "create-route",
-        "update-route",
-        "delete-route",
-        "add-listener",
-        "remove-listener",
-        "scale",
-        "backend-policy",
-        "extension-fault",
-        "fail-open",
-    }
-)
 
 
 def _rules() -> st.SearchStrategy[tuple[Rule, ...]]:
@@ -166,10 +153,13 @@ class _Machine(RuleBasedStateMachine):
         if self.progress.out_of_budget:
             raise BudgetSpent(self.progress.elapsed)
         self.session = Session(self.stack_settings)
-        self.route_names: set[str] = set()
         self.progress.examples += 1
         self.session.start()
-        self.route_names = {route.name for route in self.session.world.routes}
+
+    @property
+    def route_names(self) -> set[str]:
+        """The routes in the store now (preconditions cannot read Bundles)."""
+        return {route.name for route in self.session.world.routes}
 
     # --------------------------------------------------------------- helpers
 
@@ -180,7 +170,6 @@ class _Machine(RuleBasedStateMachine):
         except Exception as error:
             self._record((Violation("no-crash", f"{type(error).__name__}: {error}"),))
             raise
-        self.route_names = {route.name for route in self.session.world.routes}
         self.progress.steps += 1
         if self.progress.report is not None:
             self.progress.report(self.progress)
@@ -276,7 +265,8 @@ class _Machine(RuleBasedStateMachine):
         """A change reverted at once, before anyone looks (a flapping object, a rolled-back
         deploy): every resource returns to content the proxy may already hold, which is where
         caches that answer only what changed go wrong."""
-        kinds = [kind for kind in self._change_kinds() if kind in _UNDOABLE]
+        # A recovery has no exact undo: it would need the faults it cleared.
+        kinds = [kind for kind in self._change_kinds() if kind != "extension-recover"]
         extension = self.session.model.extension
         if extension is not None and extension.failing is not None:
             kinds.remove("extension-fault")  # its undo, a recovery, would clear earlier faults
@@ -290,14 +280,15 @@ class _Machine(RuleBasedStateMachine):
         world = self.session.world
         if isinstance(change, CreateRoute):
             return DeleteRoute(change.route.name)
-        if isinstance(change, UpdateRoute | DeleteRoute):
-            name = change.route.name if isinstance(change, UpdateRoute) else change.name
-            previous = world.route(name)
+        if isinstance(change, UpdateRoute):
+            previous = world.route(change.route.name)
             assert previous is not None
-            if isinstance(change, UpdateRoute):
-                return UpdateRoute(previous)
+            return UpdateRoute(previous)
+        if isinstance(change, DeleteRoute):
+            deleted = world.route(change.name)
+            assert deleted is not None
             self.session.next_created += 1  # created again: a new creation timestamp
-            return CreateRoute(attrs.evolve(previous, created=self.session.next_created))
+            return CreateRoute(attrs.evolve(deleted, created=self.session.next_created))
         if isinstance(change, AddListener):
             return RemoveListener(change.listener.name)
         if isinstance(change, RemoveListener):
