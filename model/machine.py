@@ -7,8 +7,9 @@ Rules:
 1. A reconcile translates the store. Healthy extension: the world with its marker. Failing and
    fail-open: the world without the marker. Failing and fail-closed: keep-last-good publishes
    nothing; rds-error and inline-error publish the world in error (every route answers 500).
-   A fault only on PostRouteModify fails nothing while no route is translated: that hook is
-   called once per route, so with no route attached to any listener it is never called.
+   A fault only on PostRouteModify fails nothing while the translation has no route: that hook
+   is called once per route, the HTTPRoute routes attached to a listener and the 421 routes the
+   gateway adds where HTTPS listeners share a port (`has_misdirected_routes`).
 2. Store changes, resyncs and control-plane restarts reconcile; extension faults, recoveries and
    the fail-open toggle take effect at the next reconcile, as a real controller's do.
 3. A control-plane restart loses the cache, then reconciles.
@@ -22,7 +23,14 @@ from __future__ import annotations
 
 import attrs
 
-from model.routing import Outcome, ProxyConfig, Request, effective_hostnames, expected_outcomes
+from model.routing import (
+    Outcome,
+    ProxyConfig,
+    Request,
+    effective_hostnames,
+    expected_outcomes,
+    has_misdirected_routes,
+)
 from model.world import World
 
 __all__ = ["FAILURE_POLICIES", "Extension", "ModelState"]
@@ -78,7 +86,7 @@ class ModelState:
         """Rule 1: does this translation call a failing hook?"""
         if extension.failing_hooks - {ROUTE_HOOK}:
             return True
-        return any(
+        return has_misdirected_routes(self.world) or any(
             effective_hostnames(route, listener)
             for route in self.world.routes
             for listener in self.world.listeners

@@ -31,8 +31,11 @@ __all__ = [
     "Served",
     "Status",
     "Unreachable",
+    "effective_hostnames",
     "expected_outcomes",
+    "has_misdirected_routes",
     "host_matches",
+    "path_matches",
 ]
 
 
@@ -158,6 +161,13 @@ def effective_hostnames(route: Route, listener: GatewayListener) -> tuple[str, .
     found = {_intersection(name, listener.hostname) for name in route.hostnames}
     found.discard(None)
     return tuple(sorted(name for name in found if name is not None))
+
+
+def has_misdirected_routes(world: World) -> bool:
+    """Do HTTPS listeners share a port? Then each answers 421 for the others' hostnames, with a
+    route the gateway adds on its own: a route PostRouteModify is called for, HTTPRoute or not."""
+    ports = [listener.port for listener in world.listeners if listener.protocol == "HTTPS"]
+    return len(ports) != len(set(ports))
 
 
 def path_matches(match: Match, path: str) -> bool:

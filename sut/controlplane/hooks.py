@@ -1,7 +1,8 @@
 """Running the extension hooks over a translation, the way Envoy Gateway calls them.
 
-PostRouteModify per route, PostVirtualHostModify per virtual host, PostHTTPListenerModify per
-listener, then PostTranslateModify over the whole result. The readiness listener is never shown to
+PostRouteModify per route (the 421 routes the gateway adds for HTTPS listeners sharing a port
+included), PostVirtualHostModify per virtual host, PostHTTPListenerModify per listener, then
+PostTranslateModify over the whole result. The readiness listener is never shown to
 the extension, so no hook can rewrite it.
 
 A failed call does not throw away the stages that completed before it: Envoy Gateway applies the

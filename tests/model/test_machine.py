@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from model import (
@@ -121,3 +122,24 @@ def test_a_route_attached_to_no_listener_does_not_call_the_route_hook():
     state = started().extension_fails("internal", "PostRouteModify")
     moved = state.with_world(WORLD.with_route(detached))
     assert moved.cache is not None and moved.cache.world.routes == (detached,)
+
+
+HTTPS_A = GatewayListener("https-a", "HTTPS", 8443, "a.example.com")
+HTTPS_B = GatewayListener("https-b", "HTTPS", 8443, "b.example.com")
+
+
+@pytest.mark.parametrize(
+    ("listeners", "still_failing"),
+    [
+        ((LISTENER, HTTPS_A), False),
+        ((LISTENER, HTTPS_A, HTTPS_B), True),
+        ((HTTPS_A, attrs.evolve(HTTPS_B, port=9443)), False),
+    ],
+    ids=["one-https-listener", "two-https-listeners-on-one-port", "two-https-ports"],
+)
+def test_the_gateways_421_routes_reach_a_route_hook_fault(listeners, still_failing):
+    """HTTPS listeners sharing a port answer 421 for each other's hostnames with routes of the
+    gateway's own; PostRouteModify is called for those too, so its fault is reached."""
+    state = started().extension_fails("internal", "PostRouteModify")
+    without_routes = state.with_world(World(listeners=listeners, services=WORLD.services))
+    assert (without_routes.cache == state.cache) is still_failing
