@@ -69,6 +69,18 @@ FAULTS = ("unavailable", "hang", "internal", "invalid-reject", "invalid-dangling
 HOOKS = (None, "PostTranslateModify", "PostRouteModify")
 
 
+ROUTE_CHANGES = ("create-route", "update-route", "delete-route")
+ROUTE_CHANGE_WEIGHT = 3
+"""HTTPRoutes churn far more than listeners, policies or the extension (every deploy touches
+them), so the compound rules draw each route change this many times as often as any other."""
+
+
+def _weighted(kinds: list[str]) -> st.SearchStrategy[str]:
+    return st.sampled_from(
+        [kind for kind in kinds for _ in range(ROUTE_CHANGE_WEIGHT if kind in ROUTE_CHANGES else 1)]
+    )
+
+
 def _rules() -> st.SearchStrategy[tuple[Rule, ...]]:
     services = st.sampled_from((*SERVICES, MISSING_SERVICE))
     match = st.builds(
@@ -254,10 +266,15 @@ class _Machine(RuleBasedStateMachine):
     def changes_while_held(self, data: st.DataObject) -> None:
         """A stalled xDS connection that heals after a few changes: the proxy then meets them
         all at once, in whatever state the server's streams reached meanwhile. The separate
-        hold and release rules rarely close a hold after just a few changes."""
+        hold and release rules rarely close a hold after just a few changes. A change may be
+        reverted at once (as in `change_and_undo`): what a response in flight carries is then
+        already gone from the snapshot when the proxy reads it."""
         self._do(HoldXds())
         for _ in range(data.draw(st.integers(1, 3), label="changes while held")):
-            self._do(self._draw_change(data))
+            if data.draw(st.booleans(), label="undone at once"):
+                self._change_and_undo(data)
+            else:
+                self._do(self._draw_change(data))
         self._do(ReleaseXds())
 
     @rule(data=st.data())
@@ -265,12 +282,15 @@ class _Machine(RuleBasedStateMachine):
         """A change reverted at once, before anyone looks (a flapping object, a rolled-back
         deploy): every resource returns to content the proxy may already hold, which is where
         caches that answer only what changed go wrong."""
+        self._change_and_undo(data)
+
+    def _change_and_undo(self, data: st.DataObject) -> None:
         # A recovery has no exact undo: it would need the faults it cleared.
         kinds = [kind for kind in self._change_kinds() if kind != "extension-recover"]
         extension = self.session.model.extension
         if extension is not None and extension.failing is not None:
             kinds.remove("extension-fault")  # its undo, a recovery, would clear earlier faults
-        change = self._draw_change(data, data.draw(st.sampled_from(kinds), label="change"))
+        change = self._draw_change(data, data.draw(_weighted(kinds), label="change"))
         undo = self._undo(change)
         self._do(change)
         self._do(undo)
@@ -327,7 +347,7 @@ class _Machine(RuleBasedStateMachine):
     def _draw_change(self, data: st.DataObject, kind: str | None = None) -> Operation:
         """One change of `kind` (any possible kind when None), drawn from the catalogue."""
         if kind is None:
-            kind = data.draw(st.sampled_from(self._change_kinds()), label="change")
+            kind = data.draw(_weighted(self._change_kinds()), label="change")
         world = self.session.world
         routes = sorted(self.route_names)
         present = sorted(item.name for item in world.listeners)
