@@ -264,18 +264,30 @@ class _Machine(RuleBasedStateMachine):
     @precondition(lambda self: not self.session.is_held)
     @rule(data=st.data())
     def changes_while_held(self, data: st.DataObject) -> None:
-        """A stalled xDS connection that heals after a few changes: the proxy then meets them
-        all at once, in whatever state the server's streams reached meanwhile. The separate
-        hold and release rules rarely close a hold after just a few changes. A change may be
-        reverted at once (as in `change_and_undo`): what a response in flight carries is then
-        already gone from the snapshot when the proxy reads it."""
+        """A stalled xDS connection that heals after a few changes: the proxy then meets them all
+        at once, in whatever state the server's streams reached meanwhile. The separate hold and
+        release rules rarely close a hold after just a few changes."""
+        self._held_changes(data)
+        self._do(ReleaseXds())
+
+    @precondition(lambda self: not self.session.is_held)
+    @rule(data=st.data())
+    def changes_then_connection_lost(self, data: st.DataObject) -> None:
+        """A stalled xDS connection that breaks after a few changes (a keepalive gives up): what
+        was held is lost, and Envoy reconnects naming versions older than the server's."""
+        self._held_changes(data)
+        self._do(CutXds())
+
+    def _held_changes(self, data: st.DataObject) -> None:
+        """Hold, then one to three changes. A change may be reverted at once (as in
+        `change_and_undo`): what a response in flight carries is then already gone from the
+        snapshot when the proxy reads it."""
         self._do(HoldXds())
         for _ in range(data.draw(st.integers(1, 3), label="changes while held")):
             if data.draw(st.booleans(), label="undone at once"):
                 self._change_and_undo(data)
             else:
                 self._do(self._draw_change(data))
-        self._do(ReleaseXds())
 
     @rule(data=st.data())
     def change_and_undo(self, data: st.DataObject) -> None:
