@@ -13,7 +13,7 @@ import os
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from harness.profiles import load_profile_from_environment, register_profiles
+from harness.commands.profiles import load_profile_from_environment, register_profiles
 
 register_profiles()
 load_profile_from_environment()

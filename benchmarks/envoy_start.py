@@ -12,10 +12,10 @@ import argparse
 import statistics
 import time
 
-from harness.echo import EchoBackend
-from harness.envoy import DirectResponseListener, EnvoyBootstrap, EnvoyProcess
-from harness.probe import probe
-from harness.relay import TcpRelay
+from harness.loopback import DirectResponseListener, EnvoyBootstrap, EnvoyProcess
+from harness.loopback.echo import EchoBackend
+from harness.loopback.probe import probe
+from harness.loopback.relay import TcpRelay
 
 
 def _percentile(values: list[float], fraction: float) -> float:

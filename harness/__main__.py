@@ -1,5 +1,5 @@
-"""`python -m harness ...`: see `harness.cli`."""
+"""`python -m harness ...`: see `harness.commands.cli`."""
 
-from harness.cli import main
+from harness.commands.cli import main
 
 raise SystemExit(main())

@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 import pytest
 
-from harness.stack import Stack, StackSettings
+from harness.lockstep.stack import Stack, StackSettings
 from sut.extension import ExtensionClient, ExtensionServer, ExtensionSettings, RetryPolicy
 from tests.controlplane.manifests import Site, world
 

@@ -21,7 +21,7 @@ __all__ = ["GATEWAY_NAMESPACE", "NAMESPACE", "Site", "world"]
 GATEWAY_NAMESPACE = "infra"
 NAMESPACE = "default"
 SERVICE_PORT = 8080
-_TLS = Path(__file__).resolve().parents[2] / "harness" / "tls"
+_TLS = Path(__file__).resolve().parents[2] / "harness" / "lockstep" / "tls"
 
 
 @attrs.frozen

@@ -8,9 +8,9 @@ from typing import Literal, TypeVar
 
 import attrs
 
-from harness.echo import EchoReply
-from harness.probe import ProbeResult, probe
-from harness.stack import Stack
+from harness.lockstep.stack import Stack
+from harness.loopback.echo import EchoReply
+from harness.loopback.probe import ProbeResult, probe
 from sut.extension import MARKER_HEADER
 from sut.translate import readiness_listener_name
 from tests.controlplane.manifests import Site

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.stack import Stack
+from harness.lockstep.stack import Stack
 from sut.controlplane import FailurePolicy, Outcome
 from sut.extension import Fault, Hook, marker_value
 from sut.mutants import Mutants

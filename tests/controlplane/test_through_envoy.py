@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.stack import Stack, StackSettings
+from harness.lockstep.stack import Stack, StackSettings
 from sut.controlplane import FailurePolicy, Outcome
 from sut.extension import (
     MISSING_CLUSTER,

@@ -1,6 +1,6 @@
 """End-to-end helpers: one stack per manifest file, requests in the manifests' own terms.
 
-`Served` wraps a converged `harness.serve.serving` stack and answers requests the way
+`Served` wraps a converged `harness.commands.serve.serving` stack and answers requests the way
 `python -m harness probe` does (same code path), as `Reply` values that tests assert on.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import attrs
 
-from harness.serve import ProbeRequest, ServedListener, answer, served_listeners, serving
-from harness.stack import Stack
+from harness.commands.serve import ProbeRequest, ServedListener, answer, served_listeners, serving
+from harness.lockstep.stack import Stack
 from sut.gatewayapi import ObjectKey, Resources, load_manifests
 from sut.gatewayapi.status import Statuses
 

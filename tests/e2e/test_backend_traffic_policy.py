@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from harness.echo import EchoReply
-from harness.probe import ProbeResult, probe
-from harness.serve import serving
-from harness.stack import Stack
+from harness.commands.serve import serving
+from harness.lockstep.stack import Stack
+from harness.loopback.echo import EchoReply
+from harness.loopback.probe import ProbeResult, probe
 from sut.gatewayapi import ObjectKey, Resources, load_manifests
 from tests.e2e.served import MANIFESTS
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from harness.cli import main
-from harness.probe import probe
-from harness.serve import RequestLineError, load_manifest_paths, parse_requests
+from harness.commands.cli import main
+from harness.commands.serve import RequestLineError, load_manifest_paths, parse_requests
+from harness.loopback.probe import probe
 from sut.errors import ManifestError
 from tests.e2e.served import MANIFESTS
 
@@ -292,7 +292,7 @@ def test_request_line_defaults() -> None:
     ],
 )
 def test_usage_errors_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    """In process through `harness.cli.main`: nothing is started for these."""
+    """In process through `harness.commands.cli.main`: nothing is started for these."""
     assert main(args) == 2
     captured = capsys.readouterr()
     assert captured.out == ""

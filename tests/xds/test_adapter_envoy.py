@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import attrs
 import pytest
 
-from harness.echo import EchoBackend
-from harness.envoy import AdsServer, EnvoyBootstrap, EnvoyProcess
-from harness.probe import ProbeResult, probe
+from harness.loopback import AdsServer, EnvoyBootstrap, EnvoyProcess
+from harness.loopback.echo import EchoBackend
+from harness.loopback.probe import ProbeResult, probe
 from sut.mutants import Mutants
 from sut.xds import Resource, ResourceType, Snapshot, SnapshotCache, XdsServer
 from tests.xds.builders import cluster, listener, load_assignment, route_configuration

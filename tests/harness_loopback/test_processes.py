@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import processes
+from harness.loopback import processes
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
@@ -49,7 +49,7 @@ def kill_quietly(pid: int) -> None:
 
 def start_parent(body: str) -> subprocess.Popen[str]:
     """A Python parent process running `body`; it prints its child's pid on the first line."""
-    script = "import sys, time\nfrom harness import processes\n" + textwrap.dedent(body)
+    script = "import sys, time\nfrom harness.loopback import processes\n" + textwrap.dedent(body)
     return subprocess.Popen(
         [sys.executable, "-c", script],
         stdout=subprocess.PIPE,

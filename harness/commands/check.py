@@ -21,10 +21,10 @@ from hypothesis.errors import Flaky
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import get_state_machine_test
 
-from harness.machine import BudgetSpent, Failure, Progress, machine_for
-from harness.operations import Operation, decode_operations, encode_operations
-from harness.session import Session, Violation
-from harness.stack import StackSettings
+from harness.lockstep.machine import BudgetSpent, Failure, Progress, machine_for
+from harness.lockstep.operations import Operation, decode_operations, encode_operations
+from harness.lockstep.session import Session, Violation
+from harness.lockstep.stack import StackSettings
 from sut.controlplane import FailurePolicy
 from sut.mutants import Mutants
 

@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.check import describe_settings
+from harness.commands.check import describe_settings
 
 if TYPE_CHECKING:
-    from harness.machine import Progress
-    from harness.stack import StackSettings
+    from harness.lockstep.machine import Progress
+    from harness.lockstep.stack import StackSettings
 
 __all__ = ["main"]
 
@@ -28,8 +28,8 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 
 def _smoke(args: argparse.Namespace) -> int:
-    from harness.envoy import XdsMode
-    from harness.smoke import SmokeFailed, run_smoke
+    from harness.commands.smoke import SmokeFailed, run_smoke
+    from harness.loopback import XdsMode
 
     modes: list[XdsMode] = ["delta", "sotw"] if args.xds == "both" else [args.xds]
     for mode in modes:
@@ -77,7 +77,7 @@ def _add_sut_options(parser: argparse.ArgumentParser, *, both: bool = False) -> 
 
 
 def _stack_settings(args: argparse.Namespace, mode: str) -> StackSettings:
-    from harness.stack import StackSettings
+    from harness.lockstep.stack import StackSettings
     from sut.controlplane import FailurePolicy
     from sut.mutants import Mutants
 
@@ -96,7 +96,7 @@ def _modes(args: argparse.Namespace) -> list[str]:
 
 
 def _scenario(args: argparse.Namespace) -> int:
-    from harness.scenarios import run_seed
+    from harness.commands.scenarios import run_seed
 
     settings = _stack_settings(args, args.xds)
     print(f"scenario seed ({describe_settings(settings)})")
@@ -106,7 +106,7 @@ def _scenario(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from harness.check import (
+    from harness.commands.check import (
         CheckOptions,
         format_counterexample,
         progress_printer,
@@ -151,8 +151,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _mutants(args: argparse.Namespace) -> int:
-    from harness.check import progress_printer
-    from harness.kill_table import run_kill_table, update_readme
+    from harness.commands.check import progress_printer
+    from harness.commands.kill_table import run_kill_table, update_readme
 
     printers: dict[str, Callable[[Progress], None]] = {}
 
@@ -175,7 +175,7 @@ def _mutants(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from harness.check import load_replay, replay
+    from harness.commands.check import load_replay, replay
 
     try:
         settings, operations = load_replay(Path(args.file))
@@ -255,7 +255,7 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="replay a counterexample file written by check")
     replay.add_argument("file", help="runs/counterexample-....json")
     replay.set_defaults(run=_replay)
-    from harness.serve import add_serve_commands
+    from harness.commands.serve import add_serve_commands
 
     add_serve_commands(commands)
     return parser

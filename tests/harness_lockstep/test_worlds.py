@@ -7,7 +7,7 @@ import itertools
 import attrs
 import pytest
 
-from harness.worlds import LISTENERS, initial_world, to_resources
+from harness.lockstep.worlds import LISTENERS, initial_world, to_resources
 from model.routing import has_misdirected_routes
 from sut.translate import TranslateOptions, translate
 

@@ -12,7 +12,7 @@ from concurrent import futures
 import grpc
 import pytest
 
-from harness.relay import TcpRelay
+from harness.loopback.relay import TcpRelay
 
 
 class TcpServer:

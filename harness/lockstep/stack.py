@@ -17,11 +17,11 @@ from typing import Literal
 import attrs
 from envoy.config.route.v3 import route_pb2
 
-from harness.echo import EchoFleet
-from harness.envoy import AdsServer, EnvoyBootstrap, EnvoyError, EnvoyProcess, XdsMode
-from harness.envoy_state import EnvoyView, snapshot_differences
-from harness.probe import ProbeResult, probe
-from harness.relay import TcpRelay
+from harness.lockstep.envoy_state import EnvoyView, snapshot_differences
+from harness.loopback import AdsServer, EnvoyBootstrap, EnvoyError, EnvoyProcess, XdsMode
+from harness.loopback.echo import EchoFleet
+from harness.loopback.probe import ProbeResult, probe
+from harness.loopback.relay import TcpRelay
 from sut.controlplane import ControlPlane, ControlPlaneSettings, FailurePolicy, ReconcileResult
 from sut.extension import (
     ExtensionClient,

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import attrs
 
-from harness.check import (
+from harness.commands.check import (
     CheckOptions,
     CheckResult,
     format_counterexample,
     run_check,
     save_replay,
 )
-from harness.machine import Progress
-from harness.stack import StackSettings
+from harness.lockstep.machine import Progress
+from harness.lockstep.stack import StackSettings
 from sut.controlplane import FailurePolicy
 from sut.mutants import MUTANTS, Mutants
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.kill_table import mutant_settings
-from harness.operations import AddListener, HoldXds, ReleaseXds, UpdateRoute
-from harness.session import Session
-from harness.worlds import LISTENERS
+from harness.commands.kill_table import mutant_settings
+from harness.lockstep.operations import AddListener, HoldXds, ReleaseXds, UpdateRoute
+from harness.lockstep.session import Session
+from harness.lockstep.worlds import LISTENERS
 from model import Backend, Match, Route, Rule
 from sut.mutants import Mutants
 

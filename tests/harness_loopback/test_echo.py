@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from harness.echo import EchoBackend, EchoFleet, EchoReply, canonical_header_name
-from harness.probe import probe
+from harness.loopback.echo import EchoBackend, EchoFleet, EchoReply, canonical_header_name
+from harness.loopback.probe import probe
 
 
 @pytest.fixture

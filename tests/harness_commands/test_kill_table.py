@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from harness.check import CheckResult
-from harness.kill_table import KillTable, MutantRun, kill_table_runs, update_readme
+from harness.commands.check import CheckResult
+from harness.commands.kill_table import KillTable, MutantRun, kill_table_runs, update_readme
 from sut.mutants import MUTANTS
 
 KILLED = MutantRun("nack-loop", "sotw", True, 3.25, 2, "nack", 40.0, 5)

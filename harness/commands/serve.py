@@ -28,10 +28,10 @@ from typing import Any, Literal, TextIO
 
 import attrs
 
-from harness.echo import EchoReply
-from harness.envoy import EnvoyError, XdsMode
-from harness.probe import ProbeResult, probe
-from harness.stack import Stack, StackSettings
+from harness.lockstep.stack import Stack, StackSettings
+from harness.loopback import EnvoyError, XdsMode
+from harness.loopback.echo import EchoReply
+from harness.loopback.probe import ProbeResult, probe
 from sut.errors import ConfigError, ManifestError
 from sut.gatewayapi import ObjectKey, Resources, load_manifests
 from sut.gatewayapi.status import ConditionStatus, Reason, Statuses

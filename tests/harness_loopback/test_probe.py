@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.probe import ProbeResult, probe
+from harness.loopback.probe import ProbeResult, probe
 
 TLS_DIR = Path(__file__).parent / "tls"
 

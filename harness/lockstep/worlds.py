@@ -103,7 +103,7 @@ def probe_requests(world: World) -> Iterator[Request]:
 
 
 def _tls_files() -> tuple[str, str]:
-    folder = package_files.files("harness") / "tls"
+    folder = package_files.files("harness.lockstep") / "tls"
     return (folder / "example.crt").read_text(), (folder / "example.key").read_text()
 
 

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from harness.check import CheckOptions, run_check
-from harness.kill_table import TABLE_STEPS, equivalent_mutants, kill_table_runs, mutant_settings
+from harness.commands.check import CheckOptions, run_check
+from harness.commands.kill_table import (
+    TABLE_STEPS,
+    equivalent_mutants,
+    kill_table_runs,
+    mutant_settings,
+)
 from sut.mutants import MUTANTS, Mutants
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]

@@ -10,10 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from harness.echo import EchoFleet, EchoReply
-from harness.envoy import AdsServer, EnvoyBootstrap, EnvoyError, EnvoyProcess, XdsMode
-from harness.envoy_resources import eds_cluster, http_listener, load_assignment, route_configuration
-from harness.probe import probe
+from harness.loopback import AdsServer, EnvoyBootstrap, EnvoyError, EnvoyProcess, XdsMode
+from harness.loopback.echo import EchoFleet, EchoReply
+from harness.loopback.envoy_resources import (
+    eds_cluster,
+    http_listener,
+    load_assignment,
+    route_configuration,
+)
+from harness.loopback.probe import probe
 from sut.xds import Snapshot, SnapshotCache, XdsServer
 
 __all__ = ["SmokeFailed", "run_smoke"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.operations import (
+from harness.lockstep.operations import (
     AddListener,
     CreateRoute,
     ExtensionFault,
@@ -14,7 +14,7 @@ from harness.operations import (
     decode_operations,
     encode_operations,
 )
-from harness.worlds import LISTENERS, initial_world, to_resources
+from harness.lockstep.worlds import LISTENERS, initial_world, to_resources
 from model import Backend, HeaderMatch, Match, Route, Rule
 
 ROUTE = Route(

@@ -27,7 +27,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from harness.operations import (
+from harness.lockstep.operations import (
     AddListener,
     CreateRoute,
     CutXds,
@@ -47,9 +47,9 @@ from harness.operations import (
     SetFailOpen,
     UpdateRoute,
 )
-from harness.session import InvariantViolated, Session, Violation
-from harness.stack import StackSettings
-from harness.worlds import (
+from harness.lockstep.session import InvariantViolated, Session, Violation
+from harness.lockstep.stack import StackSettings
+from harness.lockstep.worlds import (
     HEADER,
     LISTENERS,
     LOAD_BALANCERS,

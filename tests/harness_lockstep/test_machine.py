@@ -6,8 +6,8 @@ import pytest
 from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from harness.machine import Progress, machine_for
-from harness.stack import StackSettings
+from harness.lockstep.machine import Progress, machine_for
+from harness.lockstep.stack import StackSettings
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 

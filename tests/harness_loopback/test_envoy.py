@@ -16,8 +16,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from google.protobuf import json_format
 
-from harness.echo import EchoBackend, EchoReply
-from harness.envoy import (
+from harness.loopback import (
     AdminError,
     AdsServer,
     DirectResponseListener,
@@ -32,8 +31,9 @@ from harness.envoy import (
     StaticCluster,
     validate_bootstrap,
 )
-from harness.probe import probe
-from harness.relay import TcpRelay
+from harness.loopback.echo import EchoBackend, EchoReply
+from harness.loopback.probe import probe
+from harness.loopback.relay import TcpRelay
 
 from .recording_ads import CLUSTER, LISTENER, ROUTE, RecordingAds
 

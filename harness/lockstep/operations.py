@@ -41,7 +41,7 @@ __all__ = [
 
 
 class Operation(abc.ABC):
-    """One step. `run` receives the `harness.session.Session`."""
+    """One step. `run` receives the `harness.lockstep.session.Session`."""
 
     kind: ClassVar[str]
 

@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
 
-from harness.echo import EchoReply
-from harness.operations import Operation
-from harness.probe import ProbeResult, probe
-from harness.stack import Stack, StackSettings
-from harness.worlds import NAMESPACE, SERVICES, initial_world, probe_requests, to_resources
+from harness.lockstep.operations import Operation
+from harness.lockstep.stack import Stack, StackSettings
+from harness.lockstep.worlds import NAMESPACE, SERVICES, initial_world, probe_requests, to_resources
+from harness.loopback.echo import EchoReply
+from harness.loopback.probe import ProbeResult, probe
 from model import (
     Extension,
     ModelState,

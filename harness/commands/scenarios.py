@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 import attrs
 
-from harness.operations import ExtensionFault, ExtensionRecover, Operation, UpdateRoute
-from harness.session import Session, observed_outcome
-from harness.stack import StackSettings
-from harness.worlds import LISTENERS
+from harness.lockstep.operations import ExtensionFault, ExtensionRecover, Operation, UpdateRoute
+from harness.lockstep.session import Session, observed_outcome
+from harness.lockstep.stack import StackSettings
+from harness.lockstep.worlds import LISTENERS
 from model import Backend, Match, Request, Route, Rule, Service, World
 
 __all__ = ["SEED_ROUTES", "run_seed", "seed_operations", "seed_world"]

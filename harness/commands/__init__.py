@@ -1,0 +1,1 @@
+"""The commands: `check`, `replay`, `mutants`, `scenario`, `serve`, `probe`, `smoke`."""

@@ -1,0 +1,39 @@
+"""Loopback infrastructure: real Envoy (bootstrap, admin client, process), the TCP relay in front
+of the xDS server, echo pods, HTTP(S) probes and child-process hygiene. Everything listens on
+127.0.0.1 with ports chosen by the OS. Nothing here knows the model or the SUT."""
+
+from harness.loopback.admin import ClusterStatus, EnvoyAdmin, HostStatus, ListenerStatus
+from harness.loopback.bootstrap import (
+    XDS_CLUSTER,
+    AdsServer,
+    DirectResponseListener,
+    EnvoyBootstrap,
+    ProxyListener,
+    StaticCluster,
+    XdsMode,
+    envoy_binary,
+    validate_bootstrap,
+)
+from harness.loopback.envoy import EnvoyProcess
+from harness.loopback.errors import AdminError, EnvoyError, EnvoyExitedError, EnvoyTimeoutError
+
+__all__ = [
+    "XDS_CLUSTER",
+    "AdminError",
+    "AdsServer",
+    "ClusterStatus",
+    "DirectResponseListener",
+    "EnvoyAdmin",
+    "EnvoyBootstrap",
+    "EnvoyError",
+    "EnvoyExitedError",
+    "EnvoyProcess",
+    "EnvoyTimeoutError",
+    "HostStatus",
+    "ListenerStatus",
+    "ProxyListener",
+    "StaticCluster",
+    "XdsMode",
+    "envoy_binary",
+    "validate_bootstrap",
+]
