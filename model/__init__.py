@@ -3,7 +3,7 @@
 It never imports `sut/`; the harness is the only place where model and SUT meet.
 """
 
-from model.machine import FAILURE_POLICIES, Extension, ModelState
+from model.machine import FAILURE_POLICIES, Extension, ModelState, pod_name
 from model.routing import (
     Outcome,
     ProxyConfig,
@@ -13,6 +13,7 @@ from model.routing import (
     Unreachable,
     effective_hostnames,
     expected_outcomes,
+    expected_through,
     host_matches,
     path_matches,
 )
@@ -38,6 +39,8 @@ __all__ = [
     "World",
     "effective_hostnames",
     "expected_outcomes",
+    "expected_through",
     "host_matches",
     "path_matches",
+    "pod_name",
 ]

@@ -1,7 +1,8 @@
 """The reference state machine: what the control plane publishes and what the proxy holds.
 
 State: the store (`world`), the extension (fail-open or closed, healthy or failing, its
-generation), the failure policy, what the cache holds, and what the proxy holds.
+generation), the failure policy, what the cache holds, what the proxy holds, the xDS link
+(connected or held) with what is queued on it, and the pods that run.
 
 Rules:
 1. A reconcile translates the store. Healthy extension: the world with its marker. Failing and
@@ -15,11 +16,24 @@ Rules:
 3. A control-plane restart loses the cache, then reconciles.
 4. The proxy holds what the cache holds once converged; with an empty cache it keeps what it had,
    and a restarted proxy with an empty cache holds nothing.
-5. Cutting or holding the xDS connection, and an update the proxy must reject, change nothing the
-   proxy should end up holding.
+5. While the xDS connection is held the proxy keeps what it had; what is published meanwhile
+   queues up (`in_flight`). When the connection heals the proxy may pass through each queued
+   configuration on its way to the newest; when a held connection is cut, what was queued is
+   lost and the proxy reconnects to the newest. A cut of a flowing connection changes nothing.
+6. Scaling starts pods named `<service>-<n>` (a name is never reused) and withdraws the newest
+   endpoints first. A withdrawn pod keeps running while any configuration the proxy holds or may
+   still receive names it, and stops once the proxy has the new endpoints (`settled`), as a
+   terminating pod does in Kubernetes.
+7. An update the proxy must reject changes nothing it holds; it is counted, so the one NACK it
+   causes is expected.
+
+`expect` is the whole specification of a settled step; `passing` lists the configurations the
+proxy may hold while it moves from one state to the next (for probes sent during a step).
 """
 
 from __future__ import annotations
+
+import re
 
 import attrs
 
@@ -31,13 +45,18 @@ from model.routing import (
     expected_outcomes,
     has_misdirected_routes,
 )
-from model.world import World
+from model.world import Service, World
 
-__all__ = ["FAILURE_POLICIES", "Extension", "ModelState"]
+__all__ = ["FAILURE_POLICIES", "Extension", "ModelState", "pod_name"]
 
 FAILURE_POLICIES = ("keep-last-good", "rds-error", "inline-error")
 EVERY_HOOK = "*"
 ROUTE_HOOK = "PostRouteModify"
+
+
+def pod_name(service: str, serial: int) -> str:
+    """Rule 6: the `serial`-th pod ever started for a Service."""
+    return f"{service}-{serial}"
 
 
 @attrs.frozen
@@ -60,14 +79,33 @@ class ModelState:
     )
     cache: ProxyConfig | None = None
     proxy: ProxyConfig | None = None
+    held: bool = False
+    """Rule 5: the xDS connection is held."""
+    in_flight: tuple[ProxyConfig, ...] = ()
+    """Rule 5: what was published while held, oldest first."""
     live_pods: frozenset[str] = frozenset()
+    terminating: frozenset[str] = frozenset()
+    """Rule 6: withdrawn from the endpoints, still running (also in `live_pods`)."""
+    retired: frozenset[str] = frozenset()
+    """Rule 6: stopped pods, whose names are never used again."""
+    rejected_updates: int = 0
+    """Rule 7: updates the proxy was made to reject so far."""
 
     # ----------------------------------------------------------- transitions
 
+    def started(self, world: World) -> ModelState:
+        """A fresh stack on `world`: every pod it names runs, then the first reconcile."""
+        return attrs.evolve(self, live_pods=self.live_pods | world.pods()).with_world(world)
+
     def reconcile(self) -> ModelState:
-        """Rule 1, then rule 4."""
+        """Rules 1, 4 and 5."""
         published = self._publication()
         cache = self.cache if published is None else published
+        if self.held:
+            queued = self.in_flight
+            if published is not None and (queued[-1:] or (self.proxy,))[0] != published:
+                queued = (*queued, published)
+            return attrs.evolve(self, cache=cache, in_flight=queued)
         return attrs.evolve(self, cache=cache, proxy=cache if cache is not None else self.proxy)
 
     def _publication(self) -> ProxyConfig | None:
@@ -99,6 +137,48 @@ class ModelState:
     def with_live_pods(self, pods: frozenset[str]) -> ModelState:
         return attrs.evolve(self, live_pods=pods)
 
+    def scale(self, service: str, replicas: int) -> ModelState:
+        """Rule 6: start or withdraw pods so the Service's endpoints name `replicas` of them."""
+        if replicas < 0:
+            raise ValueError(f"replicas must be >= 0, not {replicas}")
+        current = self.world.service(service)
+        pods = list(current.pods) if current is not None else []
+        started: list[str] = []
+        while len(pods) < replicas:
+            started.append(pod_name(service, self._next_serial(service, started)))
+            pods.append(started[-1])
+        withdrawn = frozenset(pods[replicas:])
+        state = attrs.evolve(
+            self,
+            live_pods=self.live_pods | frozenset(started),
+            terminating=self.terminating | withdrawn,
+        )
+        return state.with_world(self.world.with_service(Service(service, tuple(pods[:replicas]))))
+
+    def _next_serial(self, service: str, extra: list[str]) -> int:
+        pattern = re.compile(re.escape(service) + r"-(\d+)$")
+        used = [
+            int(found.group(1))
+            for name in (*self.live_pods, *self.retired, *extra)
+            if (found := pattern.match(name))
+        ]
+        return max(used, default=-1) + 1
+
+    def settled(self) -> ModelState:
+        """Rule 6: the proxy holds what the model says; withdrawn pods nothing names stop."""
+        if self.held:
+            return self
+        named = frozenset().union(
+            *(config.world.pods() for config in (self.proxy, self.cache) if config is not None)
+        )
+        stopping = self.terminating - named
+        return attrs.evolve(
+            self,
+            live_pods=self.live_pods - stopping,
+            terminating=self.terminating - stopping,
+            retired=self.retired | stopping,
+        )
+
     def extension_fails(self, kind: str, hook: str | None = None) -> ModelState:
         """The extension starts failing on `hook` (None: every hook), on top of earlier faults."""
         assert self.extension is not None
@@ -127,12 +207,37 @@ class ModelState:
 
     def proxy_restarted(self) -> ModelState:
         """Rule 4: a fresh proxy holds only what the cache can give it."""
+        if self.held:
+            raise ValueError("a proxy restarted behind a held connection gets nothing")
         return attrs.evolve(self, proxy=self.cache)
+
+    def hold(self) -> ModelState:
+        """Rule 5."""
+        return attrs.evolve(self, held=True)
+
+    def release(self) -> ModelState:
+        """Rule 5: the queued configurations are delivered; the proxy ends on the newest."""
+        proxy = self.cache if self.cache is not None else self.proxy
+        return attrs.evolve(self, held=False, in_flight=(), proxy=proxy)
+
+    def cut(self) -> ModelState:
+        """Rule 5: a held connection's queue is lost; the proxy reconnects to the newest."""
+        return self.release() if self.held else self
+
+    def rejected_update(self) -> ModelState:
+        """Rule 7."""
+        return attrs.evolve(self, rejected_updates=self.rejected_updates + 1)
 
     # ---------------------------------------------------------- expectations
 
     def expect(self, request: Request) -> frozenset[Outcome]:
         return expected_outcomes(self.proxy, request, self.live_pods)
+
+    def passing(self, after: ModelState) -> tuple[ProxyConfig | None, ...]:
+        """The configurations the proxy may hold while this state becomes `after` (rule 5)."""
+        if after.held:
+            return (self.proxy,)
+        return (self.proxy, *self.in_flight, after.proxy)
 
     @property
     def failing_closed(self) -> bool:

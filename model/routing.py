@@ -20,6 +20,8 @@ Rules (Gateway API, in the order a request meets them):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 
 from model.world import Backend, GatewayListener, Match, Route, World
@@ -33,6 +35,7 @@ __all__ = [
     "Unreachable",
     "effective_hostnames",
     "expected_outcomes",
+    "expected_through",
     "has_misdirected_routes",
     "host_matches",
     "path_matches",
@@ -231,6 +234,17 @@ def expected_outcomes(
         ):
             return _backend_outcomes(config, rule.backends, live_pods)
     return frozenset({Status(404)})
+
+
+def expected_through(
+    configs: Iterable[ProxyConfig | None], request: Request, live_pods: frozenset[str]
+) -> frozenset[Outcome]:
+    """Every outcome allowed while a proxy moves through `configs`: each may be the one it holds
+    at the moment the request arrives (an update applies between two requests, not inside one)."""
+    outcomes: set[Outcome] = set()
+    for config in configs:
+        outcomes |= expected_outcomes(config, request, live_pods)
+    return frozenset(outcomes)
 
 
 def _backend_outcomes(

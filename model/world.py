@@ -106,6 +106,9 @@ class World:
     listeners: tuple[GatewayListener, ...] = attrs.field(default=(), converter=_sorted_tuple)
     routes: tuple[Route, ...] = attrs.field(default=(), converter=_sorted_tuple)
     services: tuple[Service, ...] = attrs.field(default=(), converter=_sorted_tuple)
+    load_balancer: str | None = None
+    """The Gateway-wide BackendTrafficPolicy's load balancer type, if there is one. It tunes every
+    Cluster and changes no answer: no routing rule reads it."""
 
     def listener(self, name: str) -> GatewayListener | None:
         return next((item for item in self.listeners if item.name == name), None)
@@ -133,6 +136,13 @@ class World:
     def with_service(self, service: Service) -> World:
         kept = [item for item in self.services if item.name != service.name]
         return attrs.evolve(self, services=(*kept, service))
+
+    def with_load_balancer(self, load_balancer: str | None) -> World:
+        return attrs.evolve(self, load_balancer=load_balancer)
+
+    def pods(self) -> frozenset[str]:
+        """Every pod some Service's endpoints name."""
+        return frozenset(pod for service in self.services for pod in service.pods)
 
     def ports(self) -> frozenset[int]:
         return frozenset(item.port for item in self.listeners)

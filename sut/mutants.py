@@ -130,6 +130,88 @@ MUTANTS: dict[str, MutantSpec] = {
             " Envoy holds the CDS ACK that would let the deletion through",
             listed=False,
         ),
+        MutantSpec(
+            "version-from-store",
+            "control-plane versioning",
+            _BOTH,
+            "resource versions are a hash of the Gateway API store plus the resource's type and"
+            " name, so a reconcile that changes the output but not the store publishes new"
+            " content under old versions",
+            listed=False,
+        ),
+        MutantSpec(
+            "versions-restart-with-process",
+            "control-plane versioning",
+            _BOTH,
+            "versions are per-process counters per resource (1, 2, ... per new content), so a"
+            " restarted control plane gives old versions to other content",
+            listed=False,
+        ),
+        MutantSpec(
+            "unrequested-resources",
+            "xds stream response shaping",
+            _BOTH,
+            "RouteConfiguration and ClusterLoadAssignment responses carry every resource of"
+            " the type, not only the names the client subscribed to",
+            listed=False,
+        ),
+        MutantSpec(
+            "nonce-from-version",
+            "xds stream",
+            _BOTH,
+            "a response's nonce is its version instead of a fresh value, so responses at one"
+            " version share a nonce and an old request is taken for the ACK of a newer response",
+            listed=False,
+        ),
+        MutantSpec(
+            "removals-not-deferred",
+            "xds response ordering",
+            _BOTH,
+            "removals skip make-before-break: a Cluster, ClusterLoadAssignment or"
+            " RouteConfiguration is removed with the first response of its type, before the"
+            " Listeners and RouteConfigurations that stop naming it",
+            listed=False,
+        ),
+        MutantSpec(
+            "removals-unscoped",
+            "xds delta stream bookkeeping",
+            frozenset({"delta"}),
+            "removed_resources come from every name of the type the stream saw in any snapshot,"
+            " so a client is told to remove names it never held or asked for",
+            listed=False,
+        ),
+        MutantSpec(
+            "request-version-trusted",
+            "xds sotw cache",
+            frozenset({"sotw"}),
+            "a request whose version_info is the current type version is taken to mean the"
+            " client holds every name it asks for, so nothing is sent for it, new names included",
+            listed=False,
+        ),
+        MutantSpec(
+            "empty-snapshot-on-start",
+            "control-plane startup",
+            _BOTH,
+            "a starting control plane publishes an empty snapshot before its first translation,"
+            " so a proxy connecting meanwhile is told every Listener and Cluster is gone",
+            listed=False,
+        ),
+        MutantSpec(
+            "partial-store-on-start",
+            "control-plane startup",
+            _BOTH,
+            "a starting control plane first translates its store before the HTTPRoutes have"
+            " synced, publishing Gateways without routes, then the full store",
+            listed=False,
+        ),
+        MutantSpec(
+            "per-call-deadline-only",
+            "control-plane hooks",
+            _BOTH,
+            "the translation has no budget of its own: each hook call gets its full deadline, so"
+            " a hanging extension with fail-open multiplies the wait by the number of calls",
+            listed=False,
+        ),
     )
 }
 

@@ -168,7 +168,8 @@ def _shrink_budget(seconds: float | None) -> Iterator[None]:
 
 def describe_settings(stack: StackSettings) -> str:
     mutants = ", ".join(sorted(stack.mutants.names)) or "none"
-    return f"{stack.mode}, failure policy {stack.failure_policy}, mutants {mutants}"
+    strict = ", strict protocol" if stack.strict_protocol else ""
+    return f"{stack.mode}, failure policy {stack.failure_policy}, mutants {mutants}{strict}"
 
 
 def format_counterexample(failure: Failure, replay_command: str) -> str:
@@ -198,6 +199,8 @@ def save_replay(failure: Failure, stack: StackSettings, directory: Path = Path("
             "failure_policy": str(stack.failure_policy),
             "mutants": sorted(stack.mutants.names),
             "initial_fetch_timeout": stack.initial_fetch_timeout,
+            "strict_protocol": stack.strict_protocol,
+            "translation_budget": stack.translation_budget,
         },
         "operations": json.loads(encode_operations(list(failure.operations))),
     }
@@ -215,6 +218,8 @@ def load_replay(path: Path) -> tuple[StackSettings, list[Operation]]:
             failure_policy=FailurePolicy(config["failure_policy"]),
             mutants=Mutants.of(config["mutants"]),
             initial_fetch_timeout=float(config["initial_fetch_timeout"]),
+            strict_protocol=bool(config.get("strict_protocol", False)),
+            translation_budget=float(config.get("translation_budget", 0.5)),
         )
         operations = decode_operations(json.dumps(document["operations"]))
     except (OSError, KeyError, TypeError, json.JSONDecodeError) as error:

@@ -74,6 +74,18 @@ def _add_sut_options(parser: argparse.ArgumentParser, *, both: bool = False) -> 
         default=1.0,
         help="seconds Envoy waits for a subscribed resource (default: %(default)s)",
     )
+    parser.add_argument(
+        "--strict-protocol",
+        action="store_true",
+        help="fail on the xDS protocol monitor's SHOULD rules too, not only its MUSTs",
+    )
+    parser.add_argument(
+        "--translation-budget",
+        type=float,
+        default=0.5,
+        help="seconds the extension hooks of one reconcile may take together; the liveness"
+        " bound is built on it (default: %(default)s)",
+    )
 
 
 def _stack_settings(args: argparse.Namespace, mode: str) -> StackSettings:
@@ -88,6 +100,8 @@ def _stack_settings(args: argparse.Namespace, mode: str) -> StackSettings:
         failure_policy=FailurePolicy(policy),
         mutants=mutants,
         initial_fetch_timeout=args.initial_fetch_timeout,
+        strict_protocol=args.strict_protocol,
+        translation_budget=args.translation_budget,
     )
 
 

@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 import attrs
 
+from harness.lockstep.invariants import observed_outcome
 from harness.lockstep.operations import ExtensionFault, ExtensionRecover, Operation, UpdateRoute
-from harness.lockstep.session import Session, observed_outcome
+from harness.lockstep.session import Session
 from harness.lockstep.stack import StackSettings
 from harness.lockstep.worlds import LISTENERS
 from model import Backend, Match, Request, Route, Rule, Service, World

@@ -27,6 +27,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from harness.lockstep.invariants import InvariantViolated, Violation
 from harness.lockstep.operations import (
     AddListener,
     CreateRoute,
@@ -47,7 +48,7 @@ from harness.lockstep.operations import (
     SetFailOpen,
     UpdateRoute,
 )
-from harness.lockstep.session import InvariantViolated, Session, Violation
+from harness.lockstep.session import Session
 from harness.lockstep.stack import StackSettings
 from harness.lockstep.worlds import (
     HEADER,
@@ -165,6 +166,8 @@ class _Machine(RuleBasedStateMachine):
         if self.progress.out_of_budget:
             raise BudgetSpent(self.progress.elapsed)
         self.session = Session(self.stack_settings)
+        self.next_created = 10
+        """Creation timestamps of new routes, after every route of the initial world."""
         self.progress.examples += 1
         self.session.start()
 
@@ -261,7 +264,7 @@ class _Machine(RuleBasedStateMachine):
     def cut_xds(self) -> None:
         self._do(CutXds())
 
-    @precondition(lambda self: not self.session.is_held)
+    @precondition(lambda self: not self.session.held)
     @rule(data=st.data())
     def changes_while_held(self, data: st.DataObject) -> None:
         """A stalled xDS connection that heals after a few changes: the proxy then meets them all
@@ -270,7 +273,7 @@ class _Machine(RuleBasedStateMachine):
         self._held_changes(data)
         self._do(ReleaseXds())
 
-    @precondition(lambda self: not self.session.is_held)
+    @precondition(lambda self: not self.session.held)
     @rule(data=st.data())
     def changes_then_connection_lost(self, data: st.DataObject) -> None:
         """A stalled xDS connection that breaks after a few changes (a keepalive gives up): what
@@ -297,45 +300,17 @@ class _Machine(RuleBasedStateMachine):
         self._change_and_undo(data)
 
     def _change_and_undo(self, data: st.DataObject) -> None:
-        # A recovery has no exact undo: it would need the faults it cleared.
+        # A recovery has no exact undo (it would need the faults it cleared), nor has a fault
+        # on top of others (its undo, a recovery, would clear them too).
         kinds = [kind for kind in self._change_kinds() if kind != "extension-recover"]
         extension = self.session.model.extension
         if extension is not None and extension.failing is not None:
-            kinds.remove("extension-fault")  # its undo, a recovery, would clear earlier faults
+            kinds.remove("extension-fault")
         change = self._draw_change(data, data.draw(_weighted(kinds), label="change"))
-        undo = self._undo(change)
+        undo = change.undo(self.session.model)
+        assert undo is not None, f"{change.kind} has no undo"
         self._do(change)
         self._do(undo)
-
-    def _undo(self, change: Operation) -> Operation:
-        """The operation that puts back what `change` is about to replace."""
-        world = self.session.world
-        if isinstance(change, CreateRoute):
-            return DeleteRoute(change.route.name)
-        if isinstance(change, UpdateRoute):
-            previous = world.route(change.route.name)
-            assert previous is not None
-            return UpdateRoute(previous)
-        if isinstance(change, DeleteRoute):
-            deleted = world.route(change.name)
-            assert deleted is not None
-            self.session.next_created += 1  # created again: a new creation timestamp
-            return CreateRoute(attrs.evolve(deleted, created=self.session.next_created))
-        if isinstance(change, AddListener):
-            return RemoveListener(change.listener.name)
-        if isinstance(change, RemoveListener):
-            listener = world.listener(change.name)
-            assert listener is not None
-            return AddListener(listener)
-        if isinstance(change, Scale):
-            service = world.service(change.service)
-            return Scale(change.service, len(service.pods) if service is not None else 0)
-        if isinstance(change, SetBackendPolicy):
-            return SetBackendPolicy(self.session.load_balancer)
-        if isinstance(change, SetFailOpen):
-            extension = self.session.model.extension
-            return SetFailOpen(extension is not None and extension.fail_open)
-        return ExtensionRecover(new_generation=False)
 
     def _change_kinds(self) -> list[str]:
         """The changes of the Gateway API world or of the extension possible right now."""
@@ -365,8 +340,8 @@ class _Machine(RuleBasedStateMachine):
         present = sorted(item.name for item in world.listeners)
         if kind == "create-route":
             name = data.draw(st.sampled_from(sorted(set(ROUTE_NAMES) - self.route_names)))
-            self.session.next_created += 1
-            return CreateRoute(data.draw(route_strategy(name, self.session.next_created)))
+            self.next_created += 1
+            return CreateRoute(data.draw(route_strategy(name, self.next_created)))
         if kind == "update-route":
             current = world.route(data.draw(st.sampled_from(routes)))
             assert current is not None
@@ -389,27 +364,27 @@ class _Machine(RuleBasedStateMachine):
             return SetFailOpen(data.draw(st.booleans()))
         return ExtensionRecover(data.draw(st.booleans()))
 
-    @precondition(lambda self: not self.session.is_held)
+    @precondition(lambda self: not self.session.held)
     @rule()
     def hold_xds(self) -> None:
         self._do(HoldXds())
 
-    @precondition(lambda self: self.session.is_held)
+    @precondition(lambda self: self.session.held)
     @rule()
     def release_xds(self) -> None:
         self._do(ReleaseXds())
 
-    @precondition(lambda self: not self.session.is_held)
+    @precondition(lambda self: not self.session.held)
     @rule()
     def restart_envoy(self) -> None:
         self._do(RestartEnvoy())
 
-    @precondition(lambda self: not self.session.is_held)
+    @precondition(lambda self: not self.session.held)
     @rule()
     def restart_control_plane(self) -> None:
         self._do(RestartControlPlane())
 
-    @precondition(lambda self: not self.session.is_held)
+    @precondition(lambda self: not self.session.held)
     @rule()
     def rejected_update(self) -> None:
         self._do(RejectedUpdate())

@@ -1,8 +1,13 @@
-"""The operations the harness applies, each to the model and to the running stack alike.
+"""The operations the harness applies, each to the model and to the running stack side by side.
 
 An operation is a small frozen value: it prints as one readable line, serializes to JSON for
-replay files, and `run(session)` applies it to both sides. Nothing here is aimed at one bug:
-these are the things that happen to a gateway in production.
+replay files, states its model transition (`on_model`, pure), drives the stack to match
+(`on_stack`), and knows the operation that undoes it (`undo`, given the model before it; None
+where nothing undoes it exactly). Nothing here is aimed at one bug: these are the things that
+happen to a gateway in production.
+
+`hitless` says whether requests sent while the operation takes effect must get an answer the
+model allows before or after it (restarting the proxy is not hitless by nature).
 """
 
 from __future__ import annotations
@@ -13,7 +18,19 @@ from typing import Any, ClassVar
 
 import attrs
 
-from model import Backend, GatewayListener, HeaderMatch, Match, Route, Rule, Service
+from harness.lockstep.stack import Stack
+from harness.lockstep.worlds import NAMESPACE, to_resources
+from model import (
+    Backend,
+    GatewayListener,
+    HeaderMatch,
+    Match,
+    ModelState,
+    Route,
+    Rule,
+    Service,
+    World,
+)
 from sut.extension import Fault, Hook
 
 __all__ = [
@@ -37,19 +54,44 @@ __all__ = [
     "UpdateRoute",
     "decode_operations",
     "encode_operations",
+    "publish_world",
 ]
 
 
+def publish_world(stack: Stack, world: World) -> None:
+    """The store becomes `world`: its manifests, and each Service's endpoints at its pods."""
+    endpoints = {service.name: service.pods for service in world.services}
+    stack.apply(to_resources(world, world.load_balancer), endpoints={NAMESPACE: endpoints})
+
+
 class Operation(abc.ABC):
-    """One step. `run` receives the `harness.lockstep.session.Session`."""
+    """One step, applied to the model (`on_model`) and to the stack (`on_stack`) alike."""
 
     kind: ClassVar[str]
+    hitless: ClassVar[bool] = True
 
     @abc.abstractmethod
     def describe(self) -> str: ...
 
     @abc.abstractmethod
-    def run(self, session: Any) -> None: ...
+    def on_model(self, model: ModelState) -> ModelState:
+        """The model's transition; pure."""
+
+    @abc.abstractmethod
+    def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
+        """Make the running stack do what `on_model` did to the model."""
+
+    def undo(self, before: ModelState) -> Operation | None:
+        """The operation that puts back what this one is about to change, from `before`."""
+        del before
+        return None
+
+
+class _StoreChange(Operation):
+    """A change of the Gateway API store: the control plane reconciles the new world."""
+
+    def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
+        publish_world(stack, after.world)
 
 
 def _describe_route(route: Route) -> str:
@@ -70,44 +112,63 @@ def _describe_route(route: Route) -> str:
     return " ".join(parts) + ": " + " ".join(rules)
 
 
+def _put_route_back(before: ModelState, name: str) -> Operation:
+    previous = before.world.route(name)
+    return DeleteRoute(name) if previous is None else UpdateRoute(previous)
+
+
 @attrs.frozen
-class CreateRoute(Operation):
+class CreateRoute(_StoreChange):
     kind = "create-route"
     route: Route
 
     def describe(self) -> str:
         return f"create HTTPRoute {_describe_route(self.route)}"
 
-    def run(self, session: Any) -> None:
-        session.change_world(session.world.with_route(self.route))
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.with_world(model.world.with_route(self.route))
+
+    def undo(self, before: ModelState) -> Operation:
+        return _put_route_back(before, self.route.name)
 
 
 @attrs.frozen
-class UpdateRoute(Operation):
+class UpdateRoute(_StoreChange):
     kind = "update-route"
     route: Route
 
     def describe(self) -> str:
         return f"update HTTPRoute {_describe_route(self.route)}"
 
-    def run(self, session: Any) -> None:
-        session.change_world(session.world.with_route(self.route))
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.with_world(model.world.with_route(self.route))
+
+    def undo(self, before: ModelState) -> Operation:
+        return _put_route_back(before, self.route.name)
 
 
 @attrs.frozen
-class DeleteRoute(Operation):
+class DeleteRoute(_StoreChange):
     kind = "delete-route"
     name: str
 
     def describe(self) -> str:
         return f"delete HTTPRoute {self.name}"
 
-    def run(self, session: Any) -> None:
-        session.change_world(session.world.without_route(self.name))
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.with_world(model.world.without_route(self.name))
+
+    def undo(self, before: ModelState) -> Operation | None:
+        deleted = before.world.route(self.name)
+        if deleted is None:
+            return None
+        newest = max((route.created for route in before.world.routes), default=0)
+        # Created again: a new creation timestamp, newer than every route in the store.
+        return CreateRoute(attrs.evolve(deleted, created=newest + 1))
 
 
 @attrs.frozen
-class AddListener(Operation):
+class AddListener(_StoreChange):
     kind = "add-listener"
     listener: GatewayListener
 
@@ -118,24 +179,35 @@ class AddListener(Operation):
             f" {self.listener.port}, {host})"
         )
 
-    def run(self, session: Any) -> None:
-        session.change_world(session.world.with_listener(self.listener))
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.with_world(model.world.with_listener(self.listener))
+
+    def undo(self, before: ModelState) -> Operation:
+        previous = before.world.listener(self.listener.name)
+        return RemoveListener(self.listener.name) if previous is None else AddListener(previous)
 
 
 @attrs.frozen
-class RemoveListener(Operation):
+class RemoveListener(_StoreChange):
     kind = "remove-listener"
     name: str
 
     def describe(self) -> str:
         return f"remove Gateway listener {self.name}"
 
-    def run(self, session: Any) -> None:
-        session.change_world(session.world.without_listener(self.name))
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.with_world(model.world.without_listener(self.name))
+
+    def undo(self, before: ModelState) -> Operation | None:
+        listener = before.world.listener(self.name)
+        return None if listener is None else AddListener(listener)
 
 
 @attrs.frozen
 class Scale(Operation):
+    """New pods start before their endpoints are published; withdrawn ones stop only once the
+    proxy no longer names them (the session stops them when the model says so)."""
+
     kind = "scale"
     service: str
     replicas: int
@@ -143,12 +215,20 @@ class Scale(Operation):
     def describe(self) -> str:
         return f"scale Service {self.service} to {self.replicas} pod(s)"
 
-    def run(self, session: Any) -> None:
-        session.scale(self.service, self.replicas)
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.scale(self.service, self.replicas)
+
+    def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
+        stack.start_pods(NAMESPACE, self.service, sorted(after.live_pods - before.live_pods))
+        publish_world(stack, after.world)
+
+    def undo(self, before: ModelState) -> Operation:
+        service = before.world.service(self.service) or Service(self.service)
+        return Scale(self.service, len(service.pods))
 
 
 @attrs.frozen
-class SetBackendPolicy(Operation):
+class SetBackendPolicy(_StoreChange):
     kind = "set-backend-policy"
     load_balancer: str | None
     """None removes the policy."""
@@ -158,8 +238,11 @@ class SetBackendPolicy(Operation):
             return "remove the Gateway's BackendTrafficPolicy"
         return f"Gateway BackendTrafficPolicy: load balancer {self.load_balancer}"
 
-    def run(self, session: Any) -> None:
-        session.set_load_balancer(self.load_balancer)
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.with_world(model.world.with_load_balancer(self.load_balancer))
+
+    def undo(self, before: ModelState) -> Operation:
+        return SetBackendPolicy(before.world.load_balancer)
 
 
 @attrs.frozen
@@ -173,10 +256,16 @@ class ExtensionFault(Operation):
         where = self.hook or "every hook"
         return f"extension starts failing on {where}: {self.fault} (from the next translation on)"
 
-    def run(self, session: Any) -> None:
-        hook = None if self.hook is None else Hook(self.hook)
-        session.stack.extension_fault(Fault(self.fault), hook)
-        session.model = session.model.extension_fails(self.fault, self.hook)
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.extension_fails(self.fault, self.hook)
+
+    def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
+        stack.extension_fault(Fault(self.fault), None if self.hook is None else Hook(self.hook))
+
+    def undo(self, before: ModelState) -> Operation | None:
+        # A recovery clears every fault: it undoes this one only if none was there before.
+        healthy = before.extension is not None and before.extension.failing is None
+        return ExtensionRecover(new_generation=False) if healthy else None
 
 
 @attrs.frozen
@@ -188,10 +277,12 @@ class ExtensionRecover(Operation):
         change = "with a new generation of its change" if self.new_generation else "unchanged"
         return f"extension recovers, {change}"
 
-    def run(self, session: Any) -> None:
-        session.model = session.model.extension_recovers(self.new_generation)
-        assert session.model.extension is not None
-        session.stack.extension_recover(session.model.extension.generation)
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.extension_recovers(self.new_generation)
+
+    def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
+        assert after.extension is not None
+        stack.extension_recover(after.extension.generation)
 
 
 @attrs.frozen
@@ -202,9 +293,14 @@ class SetFailOpen(Operation):
     def describe(self) -> str:
         return f"set the extension to fail-{'open' if self.enabled else 'closed'}"
 
-    def run(self, session: Any) -> None:
-        session.stack.set_fail_open(self.enabled)
-        session.model = session.model.with_fail_open(self.enabled)
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.with_fail_open(self.enabled)
+
+    def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
+        stack.set_fail_open(self.enabled)
+
+    def undo(self, before: ModelState) -> Operation:
+        return SetFailOpen(before.extension is not None and before.extension.fail_open)
 
 
 @attrs.frozen
@@ -214,9 +310,11 @@ class Resync(Operation):
     def describe(self) -> str:
         return "resync: the control plane translates the unchanged store again"
 
-    def run(self, session: Any) -> None:
-        session.stack.reconcile()
-        session.model = session.model.reconcile()
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.reconcile()
+
+    def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
+        stack.reconcile()
 
 
 @attrs.frozen
@@ -229,8 +327,13 @@ class CutXds(Operation):
             " had not delivered is lost)"
         )
 
-    def run(self, session: Any) -> None:
-        session.cut()
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.cut()
+
+    def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
+        stack.cut_xds()
+        if before.held:
+            stack.release_xds()
 
 
 @attrs.frozen
@@ -240,8 +343,11 @@ class HoldXds(Operation):
     def describe(self) -> str:
         return "hold the xDS connection (nothing passes either way until released)"
 
-    def run(self, session: Any) -> None:
-        session.hold()
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.hold()
+
+    def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
+        stack.hold_xds()
 
 
 @attrs.frozen
@@ -251,19 +357,26 @@ class ReleaseXds(Operation):
     def describe(self) -> str:
         return "release the xDS connection"
 
-    def run(self, session: Any) -> None:
-        session.release()
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.release()
+
+    def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
+        stack.release_xds()
 
 
 @attrs.frozen
 class RestartEnvoy(Operation):
     kind = "restart-envoy"
+    hitless = False
 
     def describe(self) -> str:
         return "restart Envoy (same node id, nothing cached)"
 
-    def run(self, session: Any) -> None:
-        session.restart_envoy()
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.proxy_restarted()
+
+    def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
+        stack.restart_envoy()
 
 
 @attrs.frozen
@@ -273,9 +386,11 @@ class RestartControlPlane(Operation):
     def describe(self) -> str:
         return "restart the control plane (cache and streams lost, resource store kept)"
 
-    def run(self, session: Any) -> None:
-        session.stack.restart_control_plane()
-        session.model = session.model.control_plane_restarted()
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.control_plane_restarted()
+
+    def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
+        stack.restart_control_plane()
 
 
 @attrs.frozen
@@ -285,8 +400,11 @@ class RejectedUpdate(Operation):
     def describe(self) -> str:
         return "publish a RouteConfiguration Envoy must reject (NACK), then the good one again"
 
-    def run(self, session: Any) -> None:
-        session.rejected_update()
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.rejected_update()
+
+    def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
+        stack.push_rejected_update()
 
 
 # ------------------------------------------------------------ replay files

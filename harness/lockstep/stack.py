@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 import attrs
 from envoy.config.route.v3 import route_pb2
 
 from harness.lockstep.envoy_state import EnvoyView, snapshot_differences
+from harness.lockstep.monitor.monitor import ProtocolMonitor, Published
 from harness.loopback import AdsServer, EnvoyBootstrap, EnvoyError, EnvoyProcess, XdsMode
 from harness.loopback.echo import EchoFleet
 from harness.loopback.probe import ProbeResult, probe
@@ -36,7 +37,14 @@ from sut.mutants import Mutants
 from sut.translate import TranslateOptions
 from sut.xds import Exchange, Resource, ResourceType, Snapshot, SnapshotCache, XdsServer
 
-__all__ = ["Convergence", "ListenerOrigin", "Stack", "StackSettings"]
+__all__ = [
+    "Convergence",
+    "ListenerOrigin",
+    "Publication",
+    "Reconcile",
+    "Stack",
+    "StackSettings",
+]
 
 
 @attrs.frozen
@@ -54,9 +62,33 @@ class StackSettings:
     extension_retry: RetryPolicy = attrs.field(
         factory=lambda: RetryPolicy(max_attempts=2, initial_backoff=0.02, max_backoff=0.05)
     )
+    strict_protocol: bool = False
+    """Judge the xDS exchange's SHOULD rules too, not only its MUSTs (the kill table does)."""
+    translation_budget: float = 0.5
+    """Seconds the extension hooks of one reconcile may take together (`invariants.liveness`)."""
     fail_open: bool = False
     node_id: str = "routeproof-node"
     gateway_class: str | None = None
+
+
+@attrs.frozen
+class Publication:
+    """A snapshot the control plane left in the cache after one of its actions, as the harness saw
+    it: what proxies may be sent from then on. `lifetime` counts control-plane starts."""
+
+    at: float
+    lifetime: int
+    snapshot: Snapshot
+
+
+@attrs.frozen
+class Reconcile:
+    """One control-plane action the harness waited on, and how long it took."""
+
+    at: float
+    seconds: float
+    outcome: str
+    error: str = ""
 
 
 @attrs.frozen
@@ -94,12 +126,23 @@ class Stack:
         self.cache = SnapshotCache()
         self.xds: XdsServer | None = None
         self.control_plane: ControlPlane | None = None
-        self.relay = TcpRelay()
+        self.monitor = ProtocolMonitor(
+            answer_bound=0.5 * settings.initial_fetch_timeout,
+            client_versions=self._client_versions,
+        )
+        """The independent judge of the xDS exchange: it sees the relay's bytes."""
+        self.relay = TcpRelay(tap=self.monitor.recorder)
         self.envoy: EnvoyProcess | None = None
         self.origins: dict[str, ListenerOrigin] = {}
         self.envoy_starts = 0
         self.control_plane_starts = 0
         self._reconnect_pending = False
+        self._endpoints: Mapping[str, Mapping[str, Sequence[str]]] | None = None
+        self.publications: list[Publication] = []
+        """Every snapshot the control plane left in the cache after an action, in order."""
+        self.reconciles: list[Reconcile] = []
+        self.rejected: list[Resource] = []
+        """Resources the harness published knowing Envoy must reject them."""
 
     # ------------------------------------------------------------- lifecycle
 
@@ -115,7 +158,15 @@ class Stack:
             connect_timeout=datetime.timedelta(seconds=0.25),
         )
 
-    def start(self, resources: Resources, *, wait_ready: bool = True) -> Stack:
+    def start(
+        self,
+        resources: Resources,
+        *,
+        wait_ready: bool = True,
+        endpoints: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+    ) -> Stack:
+        """Start everything; `endpoints` names each Service's pods (default: every running pod
+        of the Service), which must already run."""
         try:
             if self.settings.extension:
                 self.extension_server = ExtensionServer(generation=1)
@@ -128,7 +179,10 @@ class Stack:
                         fail_open=self.settings.fail_open,
                     )
                 )
-            self._start_control_plane(resources)
+            self._endpoints = endpoints
+            self._start_control_plane()
+            assert self.control_plane is not None
+            self._timed(lambda: self.control_plane.start(self.with_endpoints(resources)))  # type: ignore[union-attr]
             self.relay.start()
             assert self.xds is not None
             self.relay.set_upstream(("127.0.0.1", self.xds.port))
@@ -157,7 +211,7 @@ class Stack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _start_control_plane(self, resources: Resources) -> None:
+    def _start_control_plane(self) -> None:
         self.cache = SnapshotCache()
         self.xds = XdsServer(self.cache, mutants=self.settings.mutants).start()
         self.control_plane = ControlPlane(
@@ -167,12 +221,13 @@ class Stack:
                 translate_options=self.translate_options,
                 hooks=self.settings.extension_hooks,
                 mutants=self.settings.mutants,
+                translation_budget=self.settings.translation_budget,
             ),
             self.cache,
             self.extension_client,
         )
         self.control_plane_starts += 1
-        self.apply(resources)
+        self.monitor.control_plane_started()
 
     def _start_envoy(self, *, wait_ready: bool) -> None:
         ads = AdsServer(
@@ -193,17 +248,28 @@ class Stack:
         self.envoy.stop()
         self._start_envoy(wait_ready=True)
 
-    def restart_control_plane(self) -> None:
-        """The cache and every stream are lost; the resource store is kept."""
+    def restart_control_plane(self, reconnect_timeout: float = 3.0) -> None:
+        """The cache and every stream are lost; the resource store is kept.
+
+        The new control plane accepts connections at once, as a real one does: Envoy reconnects
+        and meets it before its first translation, which runs once Envoy's new connection has
+        delivered its first bytes (or after `reconnect_timeout`).
+        """
         assert self.control_plane is not None and self.xds is not None
         store = self.control_plane.store
-        self.relay.refuse(True)
-        self.relay.cut()
         self.xds.stop()
-        self._start_control_plane(store)
-        assert self.xds is not None
+        self._start_control_plane()
+        assert self.xds is not None and self.control_plane is not None
+        accepted, forwarded = self.relay.connections_accepted, self.relay.bytes_forwarded
         self.relay.set_upstream(("127.0.0.1", self.xds.port))
-        self.relay.refuse(False)
+        self.relay.cut()
+        self.relay.wait_until(
+            lambda relay: (
+                relay.connections_accepted > accepted and relay.bytes_forwarded > forwarded
+            ),
+            reconnect_timeout,
+        )
+        self._timed(lambda: self.control_plane.start(store))  # type: ignore[union-attr]
         self._reconnect_pending = True
 
     # --------------------------------------------------------- the world
@@ -211,36 +277,89 @@ class Stack:
     def scale(self, namespace: str, service: str, replicas: int) -> None:
         self.pods.scale(namespace, service, replicas)
 
+    def start_pods(self, namespace: str, service: str, pods: Iterable[str]) -> None:
+        self.pods.start_pods(namespace, service, pods)
+
+    def stop_pods(self, pods: Iterable[str]) -> None:
+        self.pods.stop_pods(pods)
+
     def live_pods(self) -> frozenset[str]:
         return frozenset(backend.pod for backend in self.pods)
 
-    def with_endpoints(self, resources: Resources) -> Resources:
-        """The store as a controller sees it: every Service port backed by its running pods."""
+    def with_endpoints(
+        self,
+        resources: Resources,
+        endpoints: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+    ) -> Resources:
+        """The store as a controller sees it: every Service port backed by its pods' addresses.
+
+        `endpoints` names the pods of each Service (namespace -> service -> pods); without it,
+        every running pod of the Service (as the stack was last told, or all of them)."""
+        endpoints = endpoints if endpoints is not None else self._endpoints
         for service in resources.services:
             key = service.metadata
-            addresses = tuple(
-                Endpoint(address, port)
-                for address, port in self.pods.endpoints(key.namespace, key.name)
-            )
+            named = (endpoints or {}).get(key.namespace, {}).get(key.name)
+            if named is None:
+                found = self.pods.endpoints(key.namespace, key.name)
+            else:
+                found = tuple(
+                    address
+                    for pod in named
+                    if (address := self.pods.endpoint_of(key.namespace, pod)) is not None
+                )
+            addresses = tuple(Endpoint(address, port) for address, port in found)
             for port in service.ports:
                 resources = resources.with_endpoints(
                     ServiceEndpoints(key.namespace, key.name, port.port, addresses)
                 )
         return resources
 
-    def apply(self, resources: Resources) -> ReconcileResult:
+    def apply(
+        self,
+        resources: Resources,
+        *,
+        endpoints: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+    ) -> ReconcileResult:
         """Store change: the control plane translates and publishes what its rules allow."""
         assert self.control_plane is not None
-        result = self.control_plane.apply(self.with_endpoints(resources))
-        self._learn_origins()
-        return result
+        if endpoints is not None:
+            self._endpoints = endpoints
+        store = self.with_endpoints(resources)
+        return self._timed(lambda: self.control_plane.apply(store))  # type: ignore[union-attr]
 
     def reconcile(self) -> ReconcileResult:
         """A controller resync: translate the unchanged store again."""
         assert self.control_plane is not None
-        result = self.control_plane.reconcile()
+        return self._timed(self.control_plane.reconcile)
+
+    def _timed(self, action: Callable[[], ReconcileResult]) -> ReconcileResult:
+        """Run one control-plane action; note how long it took and what it left in the cache."""
+        started = time.monotonic()
+        result = action()
+        self.reconciles.append(
+            Reconcile(started, time.monotonic() - started, str(result.outcome), result.error)
+        )
         self._learn_origins()
+        snapshot = self.published_snapshot()
+        last = self.publications[-1] if self.publications else None
+        if snapshot is not None and (
+            last is None
+            or last.lifetime != self.control_plane_starts
+            or last.snapshot.version != snapshot.version
+        ):
+            self._published(snapshot)
         return result
+
+    def _published(self, snapshot: Snapshot) -> None:
+        publication = Publication(time.monotonic(), self.control_plane_starts, snapshot)
+        self.publications.append(publication)
+        self.monitor.published(
+            Published(
+                publication.at,
+                publication.lifetime,
+                {(item.type.type_url, item.name): item.body for item in snapshot.resources},
+            )
+        )
 
     def _learn_origins(self) -> None:
         assert self.control_plane is not None
@@ -301,11 +420,7 @@ class Stack:
         assert self.xds is not None
         if good is None:
             return False, ""  # nothing published: nothing to corrupt
-        subscribed = {
-            name
-            for status in self.xds.stream_statuses(node)
-            for name in status.of_type(ResourceType.ROUTE).subscribed
-        }
+        subscribed = self.monitor.subscribed(ResourceType.ROUTE.type_url)
         routes = good.of_type(ResourceType.ROUTE)
         candidates = sorted(name for name in routes if name in subscribed)
         if not candidates:
@@ -319,20 +434,44 @@ class Stack:
         route = host.routes.add(name="routeproof-rejected")
         route.match.safe_regex.regex = "(?=lookahead-is-not-re2)"
         route.direct_response.status = 200
-        rejected = good.replacing(Resource.from_message(rejected_message))
-        nacks_before = self._nack_count()
+        bad = Resource.from_message(rejected_message)
+        self.rejected.append(bad)
+        self.monitor.rejected(bad.body)
+        rejected = good.replacing(bad)
+        nacks_before = len(self.monitor.nacks)
         self.cache.set_snapshot(node, rejected)
-        nacked = self.xds.wait_for(lambda: self._nack_count() > nacks_before, timeout)
+        self._published(rejected)
+        nacked = self._wait_for_nack(nacks_before, timeout)
         self.cache.set_snapshot(node, good)
+        self._published(good)
         return nacked, rejected.version
 
-    def _nack_count(self) -> int:
-        assert self.xds is not None
-        return sum(
-            len(t.nacks)
-            for status in self.xds.stream_statuses(self.settings.node_id)
-            for t in status.types
-        )
+    def _wait_for_nack(self, seen: int, timeout: float) -> bool:
+        """Until the wire shows a NACK beyond the first `seen` (polled: the monitor decodes the
+        relay's bytes on demand)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.monitor.sync()
+            if len(self.monitor.nacks) > seen:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+
+    def _client_versions(self, type_url: str) -> Mapping[str, str]:
+        """The version of each dynamic Listener or Cluster Envoy holds (its config_dump)."""
+        if self.envoy is None:
+            return {}
+        dump = self.envoy.admin.config_dump()
+        versions: dict[str, str] = {}
+        for config in dump.get("configs", ()):
+            for item in config.get("dynamic_listeners", ()):
+                if type_url == ResourceType.LISTENER.type_url and "active_state" in item:
+                    versions[item["name"]] = item["active_state"].get("version_info", "")
+            for item in config.get("dynamic_active_clusters", ()):
+                if type_url == ResourceType.CLUSTER.type_url:
+                    versions[item["cluster"]["name"]] = item.get("version_info", "")
+        return versions
 
     # ---------------------------------------------------------- observation
 

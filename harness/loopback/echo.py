@@ -20,7 +20,7 @@ import selectors
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -366,6 +366,45 @@ class EchoFleet:
             while len(pods) > replicas:
                 pods.pop().stop()
             return tuple(pod.endpoint for pod in pods)
+
+    def start_pods(self, namespace: str, service: str, pods: Iterable[str]) -> None:
+        """Start the named pods (`<service>-<suffix>`) that do not run yet. A caller that names
+        pods itself owns their names: never reuse one."""
+        prefix = f"{service}-"
+        with self._lock:
+            running = self._pods.setdefault((namespace, service), [])
+            present = {backend.pod for backend in running}
+            for pod in pods:
+                if not pod.startswith(prefix) or len(pod) == len(prefix):
+                    raise ValueError(f"pod {pod!r} is not named <{service}>-<suffix>")
+                if pod in present:
+                    continue
+                suffix = pod.removeprefix(prefix)
+                backend = EchoBackend(namespace, service, suffix, ingress=self._ingress)
+                running.append(backend.start())
+                present.add(pod)
+                if suffix.isdigit():
+                    key = (namespace, service)
+                    self._next_suffix[key] = max(self._next_suffix.get(key, 0), int(suffix) + 1)
+
+    def stop_pods(self, pods: Iterable[str]) -> None:
+        """Stop the named pods, wherever they run; unknown names are ignored."""
+        doomed = set(pods)
+        stopping = []
+        with self._lock:
+            for key, running in self._pods.items():
+                stopping += [backend for backend in running if backend.pod in doomed]
+                self._pods[key] = [backend for backend in running if backend.pod not in doomed]
+        for backend in stopping:
+            backend.stop()
+
+    def endpoint_of(self, namespace: str, pod: str) -> tuple[str, int] | None:
+        with self._lock:
+            for (pod_namespace, _), running in self._pods.items():
+                for backend in running:
+                    if pod_namespace == namespace and backend.pod == pod:
+                        return backend.endpoint
+        return None
 
     def endpoints(self, namespace: str, service: str) -> tuple[tuple[str, int], ...]:
         with self._lock:

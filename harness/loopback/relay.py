@@ -14,12 +14,28 @@ Rules of this module: one selector thread owns every socket; the public methods 
 command and wait until it has been carried out, so when `cut()` returns the connections are
 closed. Bytes pass through untouched (HTTP/2 gRPC included); each direction buffers at most
 `buffer_limit` bytes and stops reading from its source while full.
+
+A `RelayTap` (optional, `tap=` or `set_tap()`) observes what the relay actually does, called in
+the relay thread in the order things happen:
+
+- `connection_opened` when a connection is accepted and forwarded (ids are a per-relay serial
+  1, 2, ...; refused connections are not reported);
+- `delivered` with exactly the bytes a sink accepted, so held bytes count when released and
+  bytes lost on a cut never count;
+- `connection_closed` whenever the relay closes a connection (cut, both sides finished, a socket
+  error, stop), once per connection;
+- `hold_changed` when `hold()` / `release()` change the state (a repeated call changes nothing).
+
+Times are `time.monotonic()`. A tap only records (it must be cheap: decoding happens elsewhere);
+an exception from it is logged and dropped, never allowed to break forwarding. A tap set while
+connections are open sees only what happens on them afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import queue
 import selectors
 import socket
@@ -28,18 +44,35 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import TypeVar
+from typing import Literal, Protocol, TypeVar
 
-__all__ = ["TcpRelay"]
+__all__ = ["Direction", "RelayTap", "TcpRelay"]
 
 _T = TypeVar("_T")
 _READ_SIZE = 65536
+_log = logging.getLogger(__name__)
+
+Direction = Literal["to_server", "to_client"]
+"""`to_server`: client (Envoy) -> upstream (xDS server); `to_client`: the way back."""
+
+
+class RelayTap(Protocol):
+    """Observes what the relay delivers; called in the relay thread, so it must only record."""
+
+    def connection_opened(self, connection: int, at: float) -> None: ...
+
+    def delivered(self, connection: int, direction: Direction, data: bytes, at: float) -> None: ...
+
+    def connection_closed(self, connection: int, at: float) -> None: ...
+
+    def hold_changed(self, held: bool, at: float) -> None: ...
 
 
 class _Direction:
     """Bytes flowing from one socket to the other, with what is not yet delivered."""
 
-    def __init__(self, source: socket.socket, sink: socket.socket) -> None:
+    def __init__(self, source: socket.socket, sink: socket.socket, name: Direction) -> None:
+        self.name: Direction = name
         self.source = source
         self.sink = sink
         self.buffer = bytearray()
@@ -48,12 +81,13 @@ class _Direction:
 
 
 class _Connection:
-    def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
+    def __init__(self, serial: int, client: socket.socket, upstream: socket.socket) -> None:
+        self.serial = serial
         self.client = client
         self.upstream = upstream
         self.connected = False
-        self.to_upstream = _Direction(client, upstream)
-        self.to_client = _Direction(upstream, client)
+        self.to_upstream = _Direction(client, upstream, "to_server")
+        self.to_client = _Direction(upstream, client, "to_client")
 
     @property
     def finished(self) -> bool:
@@ -64,11 +98,17 @@ class TcpRelay:
     """Forwards 127.0.0.1:<port> to an upstream address, under the harness's control."""
 
     def __init__(
-        self, upstream: tuple[str, int] | None = None, *, buffer_limit: int = 4 * 1024 * 1024
+        self,
+        upstream: tuple[str, int] | None = None,
+        *,
+        buffer_limit: int = 4 * 1024 * 1024,
+        tap: RelayTap | None = None,
     ) -> None:
         if buffer_limit <= 0:
             raise ValueError("buffer_limit must be positive")
         self._upstream = upstream
+        self._tap = tap
+        self._serials = 0
         self._buffer_limit = buffer_limit
         self._held = False
         self._refusing = False
@@ -170,11 +210,22 @@ class TcpRelay:
 
     def hold(self) -> None:
         """Stop forwarding both ways; keep reading into the buffers; keep connections open."""
-        self._call(lambda: setattr(self, "_held", True))
+        self._call(lambda: self._set_held(True))
 
     def release(self) -> None:
         """Resume forwarding; buffered bytes are delivered first, in order."""
-        self._call(lambda: setattr(self, "_held", False))
+        self._call(lambda: self._set_held(False))
+
+    def set_tap(self, tap: RelayTap | None) -> None:
+        """Observe the relay from now on with `tap` (None: stop observing).
+
+        While running, the change takes effect between two relay events; a new tap is told at
+        once if the relay is held.
+        """
+        if self._thread is None:
+            self._tap = tap
+            return
+        self._call(lambda: self._replace_tap(tap))
 
     def refuse(self, refusing: bool = True) -> None:
         """While refusing, new connections are accepted and closed at once."""
@@ -192,6 +243,25 @@ class TcpRelay:
         return True
 
     # -- the selector thread ---------------------------------------------------------------
+
+    def _set_held(self, held: bool) -> None:
+        if self._held == held:
+            return
+        self._held = held
+        if self._tap is not None:
+            self._tell_tap(self._tap.hold_changed, held)
+
+    def _replace_tap(self, tap: RelayTap | None) -> None:
+        self._tap = tap
+        if tap is not None and self._held:
+            self._tell_tap(tap.hold_changed, True)
+
+    def _tell_tap(self, call: Callable[..., None], *arguments: object) -> None:
+        """`call(*arguments, now)`; a failing tap is logged, never allowed to stop the relay."""
+        try:
+            call(*arguments, time.monotonic())
+        except Exception:
+            _log.exception("relay tap failed in %s; forwarding goes on", call)
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
@@ -305,9 +375,12 @@ class TcpRelay:
             upstream.setblocking(False)
             upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             code = upstream.connect_ex(upstream_address)
-            connection = _Connection(client, upstream)
+            self._serials += 1
+            connection = _Connection(self._serials, client, upstream)
             self._connections.append(connection)
             self.connections_accepted += 1
+            if self._tap is not None:
+                self._tell_tap(self._tap.connection_opened, connection.serial)
             if code == 0:
                 connection.connected = True
             elif code not in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
@@ -348,6 +421,10 @@ class TcpRelay:
             except OSError:
                 self._close(connection, reset=True)
                 return False
+            if self._tap is not None and sent:
+                with memoryview(direction.buffer) as view, view[:sent] as accepted:
+                    data = bytes(accepted)
+                self._tell_tap(self._tap.delivered, connection.serial, direction.name, data)
             del direction.buffer[:sent]
             self.bytes_forwarded += sent
         if direction.source_finished and not direction.buffer and not direction.sink_shut:
@@ -385,8 +462,10 @@ class TcpRelay:
 
     def _close(self, connection: _Connection, *, reset: bool) -> None:
         assert self._selector is not None
-        with contextlib.suppress(ValueError):
+        if connection in self._connections:
             self._connections.remove(connection)
+            if self._tap is not None:
+                self._tell_tap(self._tap.connection_closed, connection.serial)
         for sock in (connection.client, connection.upstream):
             if sock in self._interest:
                 with contextlib.suppress(KeyError, ValueError, OSError):

@@ -9,6 +9,11 @@ A failed call does not throw away the stages that completed before it: Envoy Gat
 per-route, per-virtual-host and per-listener changes while it translates, so when
 PostTranslateModify fails they are already in what its failure handling rewrites. `run_hooks`
 returns that work together with the failure, and the runner decides what to publish.
+
+Every call of one run shares the `Budget` the runner passes (None: no budget, each call has only
+its own deadline). Once the budget is spent every remaining call fails at once as "deadline", so a
+hanging extension costs the budget, not N calls x deadline; with fail-open those calls are
+"no change" and the run goes on to the end without waiting.
 """
 
 from __future__ import annotations
@@ -19,7 +24,14 @@ import attrs
 from envoy.config.route.v3 import route_pb2
 
 from sut.errors import ExtensionError
-from sut.extension import ExtensionClient, FailureKind, Hook, ListenerContext, RouteContext
+from sut.extension import (
+    Budget,
+    ExtensionClient,
+    FailureKind,
+    Hook,
+    ListenerContext,
+    RouteContext,
+)
 from sut.translate import XdsResources
 
 __all__ = ["HookRun", "run_hooks"]
@@ -37,8 +49,15 @@ class HookRun:
     failure: ExtensionError | None = None
 
 
-def run_hooks(resources: XdsResources, client: ExtensionClient, hooks: Iterable[Hook]) -> HookRun:
-    """The translation as modified by the enabled hooks, stage by stage, up to a failed call."""
+def run_hooks(
+    resources: XdsResources,
+    client: ExtensionClient,
+    hooks: Iterable[Hook],
+    *,
+    budget: Budget | None = None,
+) -> HookRun:
+    """The translation as modified by the enabled hooks, stage by stage, up to a failed call;
+    every call is made within `budget`."""
     enabled = frozenset(hooks)
     done = resources
     try:
@@ -46,7 +65,7 @@ def run_hooks(resources: XdsResources, client: ExtensionClient, hooks: Iterable[
             done = attrs.evolve(
                 done,
                 route_configurations=tuple(
-                    _modify_route_configuration(rc, client, enabled)
+                    _modify_route_configuration(rc, client, enabled, budget)
                     for rc in done.route_configurations
                 ),
             )
@@ -56,22 +75,24 @@ def run_hooks(resources: XdsResources, client: ExtensionClient, hooks: Iterable[
                 listeners=tuple(
                     item
                     if item.name == done.readiness_listener
-                    else client.post_http_listener_modify(item, ListenerContext())
+                    else client.post_http_listener_modify(item, ListenerContext(), budget=budget)
                     for item in done.listeners
                 ),
             )
         if Hook.POST_TRANSLATE_MODIFY in enabled:
-            done = _post_translate(done, client)
+            done = _post_translate(done, client, budget)
     except ExtensionError as failure:
         return HookRun(_sorted(done), failure)
     return HookRun(_sorted(done))
 
 
-def _post_translate(resources: XdsResources, client: ExtensionClient) -> XdsResources:
+def _post_translate(
+    resources: XdsResources, client: ExtensionClient, budget: Budget | None
+) -> XdsResources:
     readiness = [item for item in resources.listeners if item.name == resources.readiness_listener]
     served = [item for item in resources.listeners if item.name != resources.readiness_listener]
     result = client.post_translate_modify(
-        resources.clusters, resources.secrets, served, resources.route_configurations
+        resources.clusters, resources.secrets, served, resources.route_configurations, budget=budget
     )
     if any(item.name == resources.readiness_listener for item in result.listeners):
         raise ExtensionError(
@@ -101,7 +122,10 @@ def _sorted(resources: XdsResources) -> XdsResources:
 
 
 def _modify_route_configuration(
-    config: route_pb2.RouteConfiguration, client: ExtensionClient, enabled: frozenset[Hook]
+    config: route_pb2.RouteConfiguration,
+    client: ExtensionClient,
+    enabled: frozenset[Hook],
+    budget: Budget | None,
 ) -> route_pb2.RouteConfiguration:
     modified = route_pb2.RouteConfiguration()
     modified.CopyFrom(config)
@@ -110,7 +134,8 @@ def _modify_route_configuration(
         if Hook.POST_ROUTE_MODIFY in enabled:
             context = RouteContext(hostnames=tuple(host.domains))
             for position, route in enumerate(host.routes):
-                new_host.routes[position].CopyFrom(client.post_route_modify(route, context))
+                modified_route = client.post_route_modify(route, context, budget=budget)
+                new_host.routes[position].CopyFrom(modified_route)
         if Hook.POST_VIRTUAL_HOST_MODIFY in enabled:
-            new_host.CopyFrom(client.post_virtual_host_modify(new_host))
+            new_host.CopyFrom(client.post_virtual_host_modify(new_host, budget=budget))
     return modified

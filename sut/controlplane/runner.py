@@ -7,24 +7,31 @@ Rules of this module:
    "no change", invalid output (known only once every hook answered) drops all of the
    extension's changes; the result says FAIL_OPEN either way. Fail-closed hands the failure
    policy what the hooks before the failed call made (the bare translation if that is invalid).
+   With `translation_budget` set, the hook calls of one reconcile share that many seconds: each
+   call (retries and backoff included) gets min(its deadline, what remains), and once the budget
+   is spent every remaining call fails at once as "deadline", so a hanging extension delays a
+   reconcile by at most the budget, not calls x deadline. Those failures are handled as above.
 3. A snapshot that is not self-consistent is never published; the last good one stays.
 4. The readiness listener is never rewritten.
 5. Publishing an equal snapshot is a no-op (content-hash versions).
+6. `start` is the first reconcile of a freshly constructed control plane; `apply` every later one.
 """
 
 from __future__ import annotations
 
 import enum
 import threading
+import time
 from collections.abc import Iterable
 
 import attrs
 
-from sut.controlplane.hooks import run_hooks
+from sut.controlplane.hooks import HookRun, run_hooks
 from sut.controlplane.policy import FailurePolicy, with_inline_error, with_rds_error
 from sut.controlplane.validate import envoy_rejections
+from sut.controlplane.versions import ProcessVersions, store_versioned
 from sut.errors import ExtensionError
-from sut.extension import ExtensionClient, Hook
+from sut.extension import Budget, Clock, ExtensionClient, Hook
 from sut.gatewayapi import Resources
 from sut.gatewayapi.status import Statuses
 from sut.mutants import Mutants
@@ -52,6 +59,11 @@ class ControlPlaneSettings:
     translate_options: TranslateOptions = TranslateOptions()
     hooks: frozenset[Hook] = frozenset({Hook.POST_TRANSLATE_MODIFY})
     mutants: Mutants = Mutants()
+    translation_budget: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0.0))
+    )
+    """Seconds all hook calls of one reconcile may take together; None: no budget, each call
+    has only the extension's per-call deadline (and retries)."""
 
 
 @attrs.frozen
@@ -60,6 +72,8 @@ class ReconcileResult:
     snapshot_version: str
     """The version in the cache after this reconcile ("" if the cache holds nothing)."""
     error: str = ""
+    hook_seconds: float = 0.0
+    """How long the extension hooks took (0 when none ran): what this reconcile waited on."""
 
     @property
     def published(self) -> bool:
@@ -75,16 +89,21 @@ class ControlPlane:
         cache: SnapshotCache,
         extension: ExtensionClient | None = None,
         resources: Resources | None = None,
+        *,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.settings = settings
         self.cache = cache
         self.extension = extension
+        self._clock = clock
         self._lock = threading.Lock()
         self._store = resources if resources is not None else Resources()
         self.last_translation: Translation | None = None
         self.last_result: ReconcileResult | None = None
         self.last_error = ""
         self.history: list[ReconcileResult] = []
+        self._process_versions = ProcessVersions()
+        """Version counters of this process (used only by `versions-restart-with-process`)."""
 
     @property
     def store(self) -> Resources:
@@ -97,6 +116,19 @@ class ControlPlane:
     @property
     def published_snapshot(self) -> Snapshot | None:
         return self.cache.get_snapshot(self.settings.node_id)
+
+    def start(self, resources: Resources) -> ReconcileResult:
+        """The first reconcile of this control plane: publish what `resources` make."""
+        if self.history:
+            raise RuntimeError("the control plane has already started; use apply()")
+        if "empty-snapshot-on-start" in self.settings.mutants:
+            # The bug: the node gets an empty snapshot before the first translation, so a proxy
+            # that connects meanwhile is told every Listener and Cluster is gone.
+            self.cache.set_snapshot(self.settings.node_id, Snapshot.empty())
+        if "partial-store-on-start" in self.settings.mutants:
+            # The bug: the first translation runs before the HTTPRoute informer has synced.
+            self.apply(attrs.evolve(resources, http_routes=()))
+        return self.apply(resources)
 
     def apply(self, resources: Resources) -> ReconcileResult:
         """Replace the store with `resources` and reconcile."""
@@ -123,7 +155,29 @@ class ControlPlane:
         if self.extension is None or not self.settings.hooks:
             return self._publish(translated, Outcome.PUBLISHED)
         passes_before = self.extension.statistics().fail_open_passes
-        run = run_hooks(translated, self.extension, sorted(self.settings.hooks))
+        started = self._clock()
+        run = run_hooks(
+            translated, self.extension, sorted(self.settings.hooks), budget=self._hook_budget()
+        )
+        hook_seconds = self._clock() - started
+        result = self._after_hooks(self.extension, translated, run, passes_before)
+        return attrs.evolve(result, hook_seconds=hook_seconds)
+
+    def _hook_budget(self) -> Budget | None:
+        """The budget of this reconcile's hook calls, starting now (rule 2)."""
+        seconds = self.settings.translation_budget
+        if seconds is None or "per-call-deadline-only" in self.settings.mutants:
+            return None  # The mutant: no budget of its own, every call gets its full deadline.
+        return Budget.start(seconds, self._clock)
+
+    def _after_hooks(
+        self,
+        extension: ExtensionClient,
+        translated: XdsResources,
+        run: HookRun,
+        passes_before: int,
+    ) -> ReconcileResult:
+        """What rule 2 publishes after the hooks ran."""
         problems = self._output_problems(run.resources)
         if run.failure is not None:
             # The failure policy rewrites what the completed hooks made, unless that is invalid.
@@ -134,7 +188,7 @@ class ControlPlane:
                 "output", "invalid-output", "; ".join(problems[:5]) + _more(problems, 5)
             )
             return self._on_hook_failure(translated, translated, failure)
-        statistics = self.extension.statistics()
+        statistics = extension.statistics()
         if statistics.fail_open_passes > passes_before:
             # A hook failed and the client let its inputs through. Fail-open publishes the
             # translation without any of the extension's changes, not a half-modified one.
@@ -175,15 +229,28 @@ class ControlPlane:
                 self._cached_version(),
                 f"{error}; {message}" if error else message,
             )
+        snapshot = self._versioned(snapshot)
         changed = self.cache.set_snapshot(self.settings.node_id, snapshot)
         if not changed and outcome is Outcome.PUBLISHED:
             outcome = Outcome.UNCHANGED
-        return ReconcileResult(outcome, snapshot.version, error)
+        # Unchanged content keeps the cached snapshot, and with it the cached versions.
+        version = snapshot.version if changed else self._cached_version()
+        return ReconcileResult(outcome, version, error)
 
     def _consistency_errors(self, snapshot: Snapshot) -> list[str]:
         if "dangling-reference" in self.settings.mutants:
             return []  # The bug: the publish guard is skipped.
         return consistency_errors(snapshot)
+
+    def _versioned(self, snapshot: Snapshot) -> Snapshot:
+        """Content-hash versions, unless a versioning mutant labels the snapshot otherwise."""
+        if "version-from-store" in self.settings.mutants:
+            # The bug: versions name the store the translation came from, not its output.
+            return store_versioned(snapshot, self._store)
+        if "versions-restart-with-process" in self.settings.mutants:
+            # The bug: versions are this process's counters; a restart reuses them.
+            return self._process_versions.label(snapshot)
+        return snapshot
 
     def _cached_version(self) -> str:
         snapshot = self.cache.get_snapshot(self.settings.node_id)

@@ -2,6 +2,7 @@
 
 - `ExtensionClient` calls the four hooks with a deadline, retries on UNAVAILABLE, optional TLS
   and fail-open, and turns every failure into `sut.errors.ExtensionError(hook, kind, message)`.
+  A `Budget` bounds the time a group of calls (one translation's) may take together.
 - `ExtensionServer` is a real gRPC server whose behaviour per hook (healthy with a versioned
   marker header, or one of the faults) the harness switches at runtime.
 - `behaviour` holds what the server answers as pure functions; `replies` holds how the client
@@ -15,6 +16,7 @@ from sut.extension.behaviour import (
     MISSING_ROUTE_CONFIGURATION,
     REJECTED_HEADER,
 )
+from sut.extension.budget import Budget, Clock
 from sut.extension.client import (
     ClientTLS,
     ExtensionClient,
@@ -44,7 +46,9 @@ __all__ = [
     "MISSING_ROUTE_CONFIGURATION",
     "READINESS_PREFIX",
     "REJECTED_HEADER",
+    "Budget",
     "ClientTLS",
+    "Clock",
     "ExtensionClient",
     "ExtensionServer",
     "ExtensionSettings",

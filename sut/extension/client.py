@@ -6,6 +6,10 @@ doubling to at most 1 s), DEADLINE_EXCEEDED -> "deadline", any other status -> "
 structurally broken reply -> "invalid-output" (see replies.py). With `fail_open` a failed hook
 returns "no change" (its inputs) instead of raising, as Envoy Gateway's failOpen does.
 
+Every hook takes an optional `Budget` shared by the calls of one translation: an attempt gets
+min(deadline, what remains of it), a retry whose backoff the budget cannot cover is not made, and
+once it is spent a call fails at once, without an RPC, as "deadline" (fail-open applies as usual).
+
 Replies are received as raw bytes and parsed here, so an unparseable reply is "invalid-output",
 not an INTERNAL status invented by the gRPC library. After an UNAVAILABLE the channel is
 replaced: gRPC's own reconnect backoff (1 s and growing) would otherwise keep failing calls for a
@@ -28,6 +32,7 @@ from envoy.extensions.transport_sockets.tls.v3.secret_pb2 import Secret
 
 from sut.errors import ExtensionError, LocalProtocolError
 from sut.extension import replies
+from sut.extension.budget import Budget
 from sut.extension.generated import extension_pb2
 from sut.extension.hooks import (
     FailureKind,
@@ -86,7 +91,7 @@ class ExtensionSettings:
     address: str = attrs.field(validator=attrs.validators.instance_of(str))
     """host:port of the extension server."""
     deadline: float = attrs.field(default=1.0, validator=_positive)
-    """Seconds each attempt may take."""
+    """Seconds each attempt may take (less when the call's `Budget` has less left)."""
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     fail_open: bool = False
     tls: ClientTLS | None = None
@@ -201,7 +206,9 @@ class ExtensionClient:
 
     # --- hooks ----------------------------------------------------------------------------
 
-    def post_route_modify(self, route: Route, context: RouteContext | None = None) -> Route:
+    def post_route_modify(
+        self, route: Route, context: RouteContext | None = None, *, budget: Budget | None = None
+    ) -> Route:
         """The Route as the extension leaves it (the same Route on "no change")."""
         request = replies.route_request(route, context or RouteContext())
         return self._call(
@@ -209,19 +216,27 @@ class ExtensionClient:
             request,
             lambda raw: replies.read_route_reply(raw, route),
             lambda: route,
+            budget,
         )
 
-    def post_virtual_host_modify(self, virtual_host: VirtualHost) -> VirtualHost:
+    def post_virtual_host_modify(
+        self, virtual_host: VirtualHost, *, budget: Budget | None = None
+    ) -> VirtualHost:
         request = replies.virtual_host_request(virtual_host)
         return self._call(
             Hook.POST_VIRTUAL_HOST_MODIFY,
             request,
             lambda raw: replies.read_virtual_host_reply(raw, virtual_host),
             lambda: virtual_host,
+            budget,
         )
 
     def post_http_listener_modify(
-        self, listener: Listener, context: ListenerContext | None = None
+        self,
+        listener: Listener,
+        context: ListenerContext | None = None,
+        *,
+        budget: Budget | None = None,
     ) -> Listener:
         request = replies.listener_request(listener, context or ListenerContext())
         return self._call(
@@ -229,6 +244,7 @@ class ExtensionClient:
             request,
             lambda raw: replies.read_listener_reply(raw, listener),
             lambda: listener,
+            budget,
         )
 
     def post_translate_modify(
@@ -238,6 +254,8 @@ class ExtensionClient:
         listeners: Iterable[Listener],
         routes: Iterable[RouteConfiguration],
         context: TranslateContext | None = None,
+        *,
+        budget: Budget | None = None,
     ) -> TranslateModifyResult:
         """The lists that replace the translation's; the inputs themselves on "no change"."""
         sent = TranslateModifyResult(
@@ -254,6 +272,7 @@ class ExtensionClient:
             request,
             lambda raw: replies.read_translate_reply(raw, sent),
             lambda: sent,
+            budget,
         )
 
     # --- machinery ------------------------------------------------------------------------
@@ -264,6 +283,7 @@ class ExtensionClient:
         request: Any,
         read: Callable[[bytes], _T],
         unchanged: Callable[[], _T],
+        budget: Budget | None,
     ) -> _T:
         if self._closed.is_set():
             raise LocalProtocolError(f"extension hook {hook} called on a closed ExtensionClient")
@@ -271,7 +291,7 @@ class ExtensionClient:
             self._calls += 1
         payload = request.SerializeToString()
         try:
-            raw = self._invoke_with_retries(hook, payload)
+            raw = self._invoke_with_retries(hook, payload, budget)
             return read(raw)
         except ExtensionError as error:
             fail_open = self._fail_open
@@ -283,20 +303,35 @@ class ExtensionClient:
                 return unchanged()
             raise
 
-    def _invoke_with_retries(self, hook: Hook, payload: bytes) -> bytes:
+    def _invoke_with_retries(self, hook: Hook, payload: bytes, budget: Budget | None) -> bytes:
         policy = self._settings.retry
         attempt = 0
+        deadline = self._settings.deadline
         while True:
+            if budget is not None and budget.spent:
+                detail = f"after attempt {attempt}" if attempt else "no attempt made"
+                raise budget.exhausted(hook.value, detail)
+            timeout = deadline if budget is None else budget.timeout(deadline)
             attempt += 1
             with self._lock:
                 self._attempts += 1
             try:
-                return self._invoke(hook, payload)
+                return self._invoke(hook, payload, timeout)
             except ExtensionError as error:
                 retryable = error.kind == FailureKind.UNAVAILABLE
-                will_retry = retryable and attempt < policy.max_attempts
+                wanted = retryable and attempt < policy.max_attempts
+                affordable = budget is None or budget.covers(policy.backoff(attempt))
+                will_retry = wanted and affordable
                 if self._on_failed_attempt is not None:
                     self._on_failed_attempt(FailedAttempt(hook, attempt, error, will_retry))
+                if budget is not None and (
+                    (wanted and not affordable)
+                    or (error.kind == FailureKind.DEADLINE and timeout < deadline)
+                ):
+                    # The budget, not the per-call policy, ended this call.
+                    raise budget.exhausted(
+                        hook.value, f"attempt {attempt}: {error.reason}"
+                    ) from error
                 if not will_retry:
                     raise
                 if self._closed.wait(policy.backoff(attempt)):
@@ -306,7 +341,7 @@ class ExtensionClient:
                 with self._lock:
                     self._retries += 1
 
-    def _invoke(self, hook: Hook, payload: bytes) -> bytes:
+    def _invoke(self, hook: Hook, payload: bytes, timeout: float) -> bytes:
         channel = self._current_channel(hook)
         method = channel.unary_unary(
             f"/{_SERVICE}/{hook.value}",
@@ -314,7 +349,7 @@ class ExtensionClient:
             response_deserializer=None,
         )
         try:
-            raw = method(payload, timeout=self._settings.deadline)
+            raw = method(payload, timeout=timeout)
         except grpc.RpcError as rpc_error:
             error = _map_rpc_error(hook, rpc_error)
             if error.kind == FailureKind.UNAVAILABLE:

@@ -53,7 +53,7 @@ class FailureKind(StrEnum):
     UNAVAILABLE = "unavailable"
     """The server could not be reached (gRPC UNAVAILABLE), after every retry."""
     DEADLINE = "deadline"
-    """No answer within the per-call deadline."""
+    """No answer within the per-call deadline, or the calls' shared `Budget` ran out."""
     ERROR = "error"
     """Any other gRPC status."""
     INVALID_OUTPUT = "invalid-output"

@@ -14,10 +14,13 @@ Rules (on top of those in `stream.py`):
 
 from __future__ import annotations
 
+from typing import Any
+
 from envoy.service.discovery.v3 import discovery_pb2
 
 from sut.errors import RemoteProtocolError
-from sut.xds.resources import References, Resource
+from sut.xds.resources import ADS_ORDER, References, Resource, ResourceType
+from sut.xds.snapshot import Snapshot
 from sut.xds.stream import AdsStream, Outgoing, _TypeState
 
 __all__ = ["DeltaStream"]
@@ -25,6 +28,17 @@ __all__ = ["DeltaStream"]
 
 class DeltaStream(AdsStream):
     mode = "delta"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._seen: dict[ResourceType, set[str]] = {kind: set() for kind in ADS_ORDER}
+        """Names of each type in any snapshot the stream processed and not since removed; only
+        the `removals-unscoped` mutant computes removals from it."""
+
+    def attach(self, snapshot: Snapshot) -> None:
+        super().attach(snapshot)
+        for kind in ADS_ORDER:
+            self._seen[kind].update(snapshot.of_type(kind))
 
     def receive(self, request: object) -> list[object]:
         assert isinstance(request, discovery_pb2.DeltaDiscoveryRequest)
@@ -96,7 +110,10 @@ class DeltaStream(AdsStream):
             return []
         existing = self._existing(state.type)
         candidates = set(state.known) | state.resend
-        if not state.wildcard:
+        if "removals-unscoped" in self.mutants:
+            # The bug: every name the stream has seen counts, held or asked for or not.
+            candidates |= self._seen[state.type]
+        elif not state.wildcard:
             candidates &= state.subscribed
         return sorted(name for name in candidates if name not in existing)
 
@@ -104,11 +121,15 @@ class DeltaStream(AdsStream):
         assert self.snapshot is not None
         return Outgoing(
             type=state.type,
-            nonce=self._next_nonce(),
+            nonce=self._response_nonce(self.snapshot.version),
             version=self.snapshot.version,
-            resources=tuple(updates),
+            resources=tuple(self._carried(state, updates)),
             removed=tuple(removals),
         )
+
+    def _commit(self, state: _TypeState, outgoing: Outgoing) -> object:
+        self._seen[state.type].difference_update(outgoing.removed)
+        return super()._commit(state, outgoing)
 
     def _to_proto(self, outgoing: Outgoing) -> discovery_pb2.DeltaDiscoveryResponse:
         return discovery_pb2.DeltaDiscoveryResponse(

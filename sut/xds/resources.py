@@ -157,6 +157,16 @@ class Resource:
     def to_any(self) -> any_pb2.Any:
         return any_pb2.Any(type_url=self.type.type_url, value=self.body)
 
+    def relabelled(self, version: str) -> Resource:
+        """The same content and references under another version label.
+
+        Only a versioning scheme other than content hashes needs this; it is equal to `self`,
+        since equality is content.
+        """
+        if not version:
+            raise ValueError(f"{self.type.short_name} {self.name!r}: a version must not be empty")
+        return attrs.evolve(self, version=version)
+
 
 def _type_of(message: Message) -> ResourceType:
     for resource_type, message_class in _MESSAGE_CLASSES.items():

@@ -8,7 +8,7 @@ checks it after every step.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import attrs
 from google.protobuf.message import Message
@@ -32,7 +32,8 @@ def _index(resources: Iterable[Resource]) -> Mapping[ResourceType, Mapping[str, 
 
 @attrs.frozen
 class Snapshot:
-    """Every resource of every type for one node; `version` is a hash of the whole content."""
+    """Every resource of every type for one node; `version` is a hash of every resource's name
+    and version, so of the whole content while versions are content hashes."""
 
     resources: frozenset[Resource]
     by_type: Mapping[ResourceType, Mapping[str, Resource]] = attrs.field(
@@ -75,6 +76,15 @@ class Snapshot:
         keys = {(r.type, r.name) for r in replacements}
         kept = (r for r in self.resources if (r.type, r.name) not in keys)
         return Snapshot(frozenset((*kept, *replacements)))
+
+    def relabelled(self, version_of: Callable[[Resource], str]) -> Snapshot:
+        """The same resources, each under the version `version_of` gives it.
+
+        Content and references are kept, so the copy is equal to this snapshot; its resource,
+        type and snapshot versions follow the new labels. For versioning schemes other than
+        content hashes (the control plane's versioning mutants).
+        """
+        return Snapshot(frozenset(r.relabelled(version_of(r)) for r in self.resources))
 
     def without(self, resource_type: ResourceType, name: str) -> Snapshot:
         return Snapshot(

@@ -67,7 +67,30 @@ class SotwStream(AdsStream):
             state.must_answer = state.wildcard
         elif not names_ignored:
             state.resend.update(added)
+        if "request-version-trusted" in self.mutants and self._is_current(state, request):
+            self._trust_request_version(state)
         return self._flush()
+
+    def _is_current(self, state: _TypeState, request: discovery_pb2.DiscoveryRequest) -> bool:
+        """The request's version_info is the type version the stream would send now."""
+        return (
+            self.snapshot is not None
+            and bool(request.version_info)
+            and request.version_info == self.snapshot.type_version(state.type)
+        )
+
+    def _trust_request_version(self, state: _TypeState) -> None:
+        """The bug (mutant `request-version-trusted`): a request at the current version is
+        taken to mean the client holds every name it asks for, at the current content, so
+        nothing is (re)sent for it, not even names it newly asks for."""
+        existing = self._existing(state.type)
+        held = {name: existing[name] for name in self._desired_names(state)}
+        if state.type.is_wildcard_type:
+            state.known = held
+        else:
+            state.known.update(held)
+        state.resend -= set(held)
+        state.must_answer = False
 
     def _updates(self, state: _TypeState) -> list[Resource]:
         updates = super()._updates(state)
@@ -98,7 +121,8 @@ class SotwStream(AdsStream):
         version = self.snapshot.type_version(state.type)
         if not state.type.is_wildcard_type:
             # RDS/EDS: only what changed or must be answered; absence deletes nothing.
-            return Outgoing(state.type, self._next_nonce(), version, tuple(updates), ())
+            carried = tuple(self._carried(state, updates))
+            return Outgoing(state.type, self._response_nonce(version), version, carried, ())
         existing = self.snapshot.of_type(state.type)
         # Deferred removals stay in the full set until make-before-break allows dropping them.
         kept = [
@@ -110,7 +134,8 @@ class SotwStream(AdsStream):
         if kept:
             digest = hashlib.sha256("".join(f"{r.name}\0{r.version}\n" for r in resources).encode())
             version = digest.hexdigest()[:16]
-        return Outgoing(state.type, self._next_nonce(), version, resources, tuple(removals))
+        nonce = self._response_nonce(version)
+        return Outgoing(state.type, nonce, version, resources, tuple(removals))
 
     def _to_proto(self, outgoing: Outgoing) -> discovery_pb2.DiscoveryResponse:
         return discovery_pb2.DiscoveryResponse(

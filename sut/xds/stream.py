@@ -54,6 +54,9 @@ _stream_ids = itertools.count(1)
 _RETAINED_TYPES = (ResourceType.ENDPOINT, ResourceType.ROUTE, ResourceType.SECRET)
 """Types the client asks for by name because a resource it holds names them (rule 7)."""
 
+_UNREQUESTED_TYPES = (ResourceType.ENDPOINT, ResourceType.ROUTE)
+"""Types whose responses carry every resource under the `unrequested-resources` mutant."""
+
 
 @attrs.frozen
 class Exchange:
@@ -285,6 +288,14 @@ class AdsStream(abc.ABC):
     def _next_nonce(self) -> str:
         return f"{self.stream_id}-{next(self._nonces)}"
 
+    def _response_nonce(self, version: str) -> str:
+        """A fresh nonce per response, so a nonce names exactly one response of the stream."""
+        if "nonce-from-version" in self.mutants:
+            # The bug: responses at one version share a nonce, so a request quoting an older
+            # response at that version reads as the ACK of the newest.
+            return version
+        return self._next_nonce()
+
     def record(self, **fields: object) -> Exchange:
         """Append one exchange (a message, or a stream event) to the stream's log."""
         exchange = Exchange(
@@ -469,6 +480,8 @@ class AdsStream(abc.ABC):
     def _may_send_removals(self, resource_type: ResourceType) -> bool:
         if "unordered-push" in self.mutants:
             return True
+        if "removals-not-deferred" in self.mutants:
+            return True  # The bug: removals go out with the first response of their type.
         lds, rds = ResourceType.LISTENER, ResourceType.ROUTE
         if resource_type is ResourceType.CLUSTER:
             return self._settled(lds, removals_too=True) and self._settled(rds, removals_too=True)
@@ -504,6 +517,13 @@ class AdsStream(abc.ABC):
             outgoing = self._compose(state, updates, removals)
             responses.append(self._commit(state, outgoing))
         return responses
+
+    def _carried(self, state: _TypeState, updates: list[Resource]) -> list[Resource]:
+        """The resources a response carries: the updates (each mode adds its own rules)."""
+        if "unrequested-resources" in self.mutants and state.type in _UNREQUESTED_TYPES:
+            # The bug: every resource the stream serves goes out, subscribed or not.
+            return list(self._existing(state.type).values())
+        return updates
 
     @abc.abstractmethod
     def _compose(self, state: _TypeState, updates: list[Resource], removals: list[str]) -> Outgoing:

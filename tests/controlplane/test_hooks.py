@@ -12,6 +12,7 @@ from envoy.config.route.v3.route_components_pb2 import Route
 from sut.controlplane.hooks import run_hooks
 from sut.extension import (
     MARKER_HEADER,
+    Budget,
     ExtensionClient,
     ExtensionServer,
     ExtensionSettings,
@@ -57,10 +58,14 @@ class RecordingClient(ExtensionClient):
         self.listeners_shown: list[str] = []
 
     def post_http_listener_modify(
-        self, listener: Listener, context: ListenerContext | None = None
+        self,
+        listener: Listener,
+        context: ListenerContext | None = None,
+        *,
+        budget: Budget | None = None,
     ) -> Listener:
         self.listeners_shown.append(listener.name)
-        return super().post_http_listener_modify(listener, context)
+        return super().post_http_listener_modify(listener, context, budget=budget)
 
     def post_translate_modify(
         self,
@@ -69,10 +74,14 @@ class RecordingClient(ExtensionClient):
         listeners: Iterable[Listener],
         routes: Iterable[Any],
         context: TranslateContext | None = None,
+        *,
+        budget: Budget | None = None,
     ) -> TranslateModifyResult:
         listeners = list(listeners)
         self.listeners_shown += [listener.name for listener in listeners]
-        return super().post_translate_modify(clusters, secrets, listeners, routes, context)
+        return super().post_translate_modify(
+            clusters, secrets, listeners, routes, context, budget=budget
+        )
 
 
 @pytest.fixture
@@ -185,8 +194,12 @@ class ReadinessReturningClient(ExtensionClient):
         listeners: Iterable[Listener],
         routes: Iterable[Any],
         context: TranslateContext | None = None,
+        *,
+        budget: Budget | None = None,
     ) -> TranslateModifyResult:
-        result = super().post_translate_modify(clusters, secrets, listeners, routes, context)
+        result = super().post_translate_modify(
+            clusters, secrets, listeners, routes, context, budget=budget
+        )
         impostor = Listener(name=self.readiness)
         return TranslateModifyResult(
             result.clusters, result.secrets, (*result.listeners, impostor), result.routes

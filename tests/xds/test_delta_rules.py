@@ -197,3 +197,28 @@ def test_a_reconnect_reporting_versions_before_the_snapshot_still_gets_changed_e
     for response in by_type.values():
         ack(stream, response)
     assert stream.converged()
+
+
+def _route_config_came_and_went(mutants: Mutants = Mutants()) -> tuple[DeltaStream, list]:
+    """r2 appears in one snapshot (no Listener names it, the client never asks) and goes in the
+    next; returns the stream and what that second snapshot made it send."""
+    stream = started(world({"r1": ("c1",)}), mutants)
+    assert stream.on_snapshot(world({"r1": ("c1",), "r2": ("c1",)}, listeners={"L-r1": "r1"})) == []
+    return stream, stream.on_snapshot(world({"r1": ("c1",)}))
+
+
+def test_removed_resources_name_only_what_the_client_holds_or_asked_for():
+    stream, sent = _route_config_came_and_went()
+    assert sent == []
+    assert stream.converged()
+
+
+def test_mutant_removals_unscoped_removes_a_name_the_client_never_had():
+    stream, sent = _route_config_came_and_went(Mutants.of(["removals-unscoped"]))
+    (rds,) = sent
+    assert type_of(rds) is RDS
+    assert list(rds.removed_resources) == ["r2"]
+    assert "r2" not in stream.status().of_type(RDS).subscribed
+    # Told once: after the ACK the stream has nothing left to say.
+    assert ack(stream, rds) == []
+    assert stream.converged()

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytest
 
 from sut.mutants import Mutants
 from sut.xds import DeltaStream, ResourceType, Snapshot, SotwStream
 from sut.xds.stream import AdsStream
-from tests.xds.builders import delta_request, listener, names_of, sotw_request, type_of, world
+from tests.xds.builders import (
+    delta_request,
+    listener,
+    load_assignment,
+    names_of,
+    resource,
+    sotw_request,
+    type_of,
+    world,
+)
 
 LDS, RDS, CDS, EDS = (
     ResourceType.LISTENER,
@@ -41,17 +52,25 @@ class Client:
             )
         )
 
-    def start(self, snapshot: Snapshot) -> None:
+    def start(
+        self,
+        snapshot: Snapshot,
+        *,
+        clusters: Iterable[str] | None = None,
+        routes: Iterable[str] | None = None,
+    ) -> dict[ResourceType, object]:
+        """Subscribe like Envoy (every name, unless given) and ACK; the first response per type."""
         self.stream.on_snapshot(snapshot)
         (cds,) = self.request(CDS)
-        (eds,) = self.request(EDS, sorted(snapshot.of_type(EDS)))
+        (eds,) = self.request(EDS, sorted(snapshot.of_type(EDS) if clusters is None else clusters))
         self.ack(cds)
         self.ack(eds)
         (lds,) = self.request(LDS)
         self.ack(lds)
-        (rds,) = self.request(RDS, sorted(snapshot.of_type(RDS)))
+        (rds,) = self.request(RDS, sorted(snapshot.of_type(RDS) if routes is None else routes))
         self.ack(rds)
         assert self.stream.converged()
+        return {CDS: cds, EDS: eds, LDS: lds, RDS: rds}
 
 
 MODES = ["delta", "sotw"]
@@ -219,3 +238,103 @@ def test_an_empty_wildcard_subscription_is_still_answered(mode):
     client.ack(cds)
     (lds,) = client.request(LDS)
     assert names_of(lds) == ["L"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_removals_wait_for_the_listeners_and_routes_that_named_them(mode):
+    client = Client(mode)
+    client.start(world({"r1": ("c1",), "r2": ("c2",)}))
+    (lds,) = client.stream.on_snapshot(world({"r1": ("c1",)}))
+    assert type_of(lds) is LDS
+    assert client.stream.status().of_type(CDS).pending_removals == {"c2"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mutant_removals_not_deferred_removes_the_cluster_first(mode):
+    client = Client(mode, Mutants.of(["removals-not-deferred"]))
+    client.start(world({"r1": ("c1",), "r2": ("c2",)}))
+    pushed = client.stream.on_snapshot(world({"r1": ("c1",)}))
+    kinds = [type_of(r) for r in pushed]
+    # The Cluster goes while the Listener (and its RouteConfiguration) naming it is still held.
+    assert kinds[0] is CDS and LDS in kinds
+    if mode == "delta":
+        assert list(pushed[0].removed_resources) == ["c2"]
+        # Delta removes the endpoints and the RouteConfiguration without waiting too.
+        removed = {type_of(r): list(r.removed_resources) for r in pushed}
+        assert removed == {CDS: ["c2"], EDS: ["c2"], LDS: ["L-r2"], RDS: ["r2"]}
+    else:
+        assert names_of(pushed[0]) == ["c1"]
+    # Updates keep their order: a new Cluster still goes before the route naming it.
+    client = Client(mode, Mutants.of(["removals-not-deferred"]))
+    client.start(world({"r1": ("c1",)}))
+    assert [type_of(r) for r in client.stream.on_snapshot(world({"r1": ("c1", "c2")}))] == [CDS]
+
+
+def _subscribed_to_some(mode: str, mutants: Mutants = Mutants()) -> dict[ResourceType, object]:
+    """A client subscribed to c1 and r1, in a snapshot that also has the ClusterLoadAssignment
+    "spare" (no Cluster uses it) and the RouteConfiguration r2 (no Listener names it)."""
+    client = Client(mode, mutants)
+    snapshot = world({"r1": ("c1",), "r2": ("c1",)}, listeners={"L-r1": "r1"})
+    snapshot = snapshot.replacing(resource(load_assignment("spare", 8001)))
+    return client.start(snapshot, clusters=["c1"], routes=["r1"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_route_and_endpoint_responses_carry_only_subscribed_names(mode):
+    first = _subscribed_to_some(mode)
+    assert names_of(first[EDS]) == ["c1"]
+    assert names_of(first[RDS]) == ["r1"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mutant_unrequested_resources_sends_every_route_and_endpoint(mode):
+    first = _subscribed_to_some(mode, Mutants.of(["unrequested-resources"]))
+    assert names_of(first[EDS]) == ["c1", "spare"]
+    assert names_of(first[RDS]) == ["r1", "r2"]
+    # Wildcard types are unchanged: they carry every name anyway.
+    assert names_of(first[CDS]) == ["c1"]
+
+
+def _second_response_at_one_version(mode: str, mutants: Mutants = Mutants()):
+    """The client and two RDS responses at one version: r1, then r2 once it is asked for."""
+    client = Client(mode, mutants)
+    snapshot = world({"r1": ("c1",), "r2": ("c1",)}, listeners={"L-r1": "r1"})
+    first = client.start(snapshot, routes=["r1"])[RDS]
+    if mode == "delta":
+        (second,) = client.request(RDS, ["r2"])
+    else:
+        (second,) = client.request(RDS, ["r1", "r2"], nonce=first.nonce)
+    return client, first, second
+
+
+def _repeat_first(client: Client, first) -> None:
+    """A request quoting the first response's nonce, sent before the second response arrived
+    (SotW: the same names again; Delta: a repeated ACK)."""
+    if client.mode == "delta":
+        client.stream.receive(delta_request(RDS, nonce=first.nonce))
+    else:
+        client.request(RDS, ["r1", "r2"], nonce=first.nonce)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_response_has_its_own_nonce_and_an_old_nonce_is_no_ack(mode):
+    client, first, second = _second_response_at_one_version(mode)
+    assert first.nonce != second.nonce
+    # A request quoting the first response (sent before the second arrived) is stale.
+    _repeat_first(client, first)
+    assert client.stream.status().of_type(RDS).in_flight_nonce == second.nonce
+    assert client.stream.exchanges[-1].note == "stale"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_mutant_nonce_from_version_reuses_the_nonce_and_misreads_an_old_request(mode):
+    client, first, second = _second_response_at_one_version(
+        mode, Mutants.of(["nonce-from-version"])
+    )
+    version = second.system_version_info if mode == "delta" else second.version_info
+    assert first.nonce == second.nonce == version
+    # The request quoting the first response now settles the second, which the client has
+    # not even read.
+    _repeat_first(client, first)
+    assert client.stream.status().of_type(RDS).in_flight_nonce == ""
+    assert client.stream.exchanges[-1].note == "ack"

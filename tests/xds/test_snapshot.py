@@ -72,3 +72,23 @@ def test_replacing_and_removing_resources():
     changed = snapshot.replacing(Resource.from_message(route_configuration("r1", "c1", marker="m")))
     assert changed.get(ResourceType.ROUTE, "r1") != snapshot.get(ResourceType.ROUTE, "r1")
     assert changed.without(ResourceType.ROUTE, "r1").get(ResourceType.ROUTE, "r1") is None
+
+
+def test_relabelling_keeps_content_and_references_and_changes_only_versions():
+    snapshot = world({"r1": ("c1",)})
+    relabelled = snapshot.relabelled(lambda r: f"{r.type.short_name}-1")
+    assert relabelled == snapshot  # equality is content
+    assert relabelled.version != snapshot.version
+    assert relabelled.type_version(ResourceType.ROUTE) != snapshot.type_version(ResourceType.ROUTE)
+    for resource in snapshot:
+        copy = relabelled.get(resource.type, resource.name)
+        assert copy is not None and copy.version == f"{resource.type.short_name}-1"
+        assert copy.body == resource.body and copy.references == resource.references
+    # Equal labels give equal versions whatever the content: the scheme decides what they mean.
+    changed = world({"r1": ("c1",)}, marker="new").relabelled(lambda r: f"{r.type.short_name}-1")
+    assert changed != relabelled and changed.version == relabelled.version
+
+
+def test_a_version_label_must_not_be_empty():
+    with pytest.raises(ValueError, match="must not be empty"):
+        Resource.from_message(cluster("c1")).relabelled("")

@@ -23,11 +23,12 @@ def ack(stream: SotwStream, response: discovery_pb2.DiscoveryResponse, names=())
     )
 
 
-def started(snapshot, mutants: Mutants = Mutants()) -> SotwStream:
-    """A stream whose client holds every route config of the snapshot, all ACKed."""
+def started(snapshot, mutants: Mutants = Mutants(), routes=None) -> SotwStream:
+    """A stream whose client holds every route config of the snapshot (or `routes`), all
+    ACKed."""
     stream = SotwStream(mutants=mutants)
     stream.on_snapshot(snapshot)
-    route_names = sorted(snapshot.of_type(RDS))
+    route_names = sorted(snapshot.of_type(RDS) if routes is None else routes)
     cluster_names = sorted(snapshot.of_type(EDS))
     (cds,) = stream.receive(sotw_request(CDS))
     (eds,) = stream.receive(sotw_request(EDS, cluster_names))
@@ -157,3 +158,35 @@ def test_mutant_sotw_new_names_ignored_breaks_the_new_name_rule():
     assert (
         stream.receive(sotw_request(RDS, ["r1"], nonce=last_nonce, version=rds.acked_version)) == []
     )
+
+
+def _adding_a_name_at_the_current_version(mutants: Mutants = Mutants()) -> list:
+    """The client holds r1 at the current RDS version (which covers r2 too) and adds r2."""
+    snapshot = world({"r1": ("c1",), "r2": ("c1",)}, listeners={"L-r1": "r1"})
+    stream = started(snapshot, mutants, routes=["r1"])
+    rds = stream.status().of_type(RDS)
+    assert rds.acked_version == snapshot.type_version(RDS)
+    last_nonce = stream._types[RDS].last_sent_nonce
+    return stream.receive(
+        sotw_request(RDS, ["r1", "r2"], nonce=last_nonce, version=rds.acked_version)
+    )
+
+
+def test_a_name_added_at_the_current_version_is_answered():
+    (response,) = _adding_a_name_at_the_current_version()
+    assert names_of(response) == ["r2"]
+
+
+def test_mutant_request_version_trusted_ignores_a_name_added_at_the_current_version():
+    assert _adding_a_name_at_the_current_version(Mutants.of(["request-version-trusted"])) == []
+
+
+def test_mutant_request_version_trusted_leaves_a_new_stream_unanswered():
+    snapshot = world({"r1": ("c1",)})
+    stream = SotwStream(mutants=Mutants.of(["request-version-trusted"]))
+    stream.on_snapshot(snapshot)
+    assert stream.receive(sotw_request(CDS, version=snapshot.type_version(CDS))) == []
+    assert stream.converged()  # the stream believes the client holds every Cluster
+    # Any other version is still answered.
+    (response,) = stream.receive(sotw_request(EDS, ["c1"], version="older"))
+    assert names_of(response) == ["c1"]

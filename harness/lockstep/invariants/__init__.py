@@ -1,0 +1,38 @@
+"""The invariants checked after every step, one idea per module; `Session.check` orders them."""
+
+from harness.lockstep.invariants.counters import EnvoyCounters, allowed_removals
+from harness.lockstep.invariants.liveness import (
+    RECONCILE_SLACK,
+    liveness_violations,
+    step_bound,
+)
+from harness.lockstep.invariants.readiness import readiness_violations
+from harness.lockstep.invariants.routing import (
+    Addresses,
+    Mismatch,
+    observed_outcome,
+    routing_violations,
+)
+from harness.lockstep.invariants.subscriptions import FetchTimeouts
+from harness.lockstep.invariants.violation import InvariantViolated, Strength, Violation
+from harness.lockstep.invariants.window import Sample, WindowProbe, window_violations
+
+__all__ = [
+    "RECONCILE_SLACK",
+    "Addresses",
+    "EnvoyCounters",
+    "FetchTimeouts",
+    "InvariantViolated",
+    "Mismatch",
+    "Sample",
+    "Strength",
+    "Violation",
+    "WindowProbe",
+    "allowed_removals",
+    "liveness_violations",
+    "observed_outcome",
+    "readiness_violations",
+    "routing_violations",
+    "step_bound",
+    "window_violations",
+]

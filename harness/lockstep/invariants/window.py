@@ -1,0 +1,112 @@
+"""The moments between steps: a continuous low-rate probe while operations take effect.
+
+Steps end on a converged state, so the sweep after each step never sees what the proxy serves
+while an update is on its way. A `WindowProbe` sends one request at a time, each on a fresh
+connection, from the first operation of a step until the step has converged, cycling through the
+probe requests from a rotating offset so successive steps sample different ones.
+
+Hitless updates (the rule it checks): a request whose expected outcome is the same before and
+after the step must not get anything else in between; one whose outcome changes may only get an
+answer of a configuration the proxy may pass through (`ModelState.passing`: the old one, what a
+held connection queued, the new one). Steps that restart the proxy are not hitless by nature,
+and requests to a listener that serves on another address after the step are left out (a
+listener replaced rather than updated in place binds a new port).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import attrs
+
+from harness.lockstep.invariants.routing import Addresses, Mismatch, observed_outcome, send
+from harness.lockstep.invariants.violation import Violation
+from harness.loopback.probe import ProbeResult
+from model import Outcome, Request
+
+__all__ = ["Sample", "WindowProbe", "window_violations"]
+
+PACE_SECONDS = 0.003
+"""Pause between two window probes: low-rate, so the probe does not starve Envoy or the SUT of
+CPU on a small machine, yet several requests land inside a typical update."""
+
+
+@attrs.frozen
+class Sample:
+    request: Request
+    sent: float
+    result: ProbeResult
+
+
+class WindowProbe:
+    """One thread sending `requests` in a loop until `stop()`; each answer is kept as a Sample."""
+
+    def __init__(
+        self,
+        addresses: Addresses,
+        requests: Sequence[Request],
+        *,
+        offset: int = 0,
+        pace: float = PACE_SECONDS,
+        timeout: float = 1.0,
+    ) -> None:
+        self.addresses = addresses
+        self._requests = list(requests)
+        self._offset = offset
+        self._pace = pace
+        self._timeout = timeout
+        self._stop = threading.Event()
+        self._samples: list[Sample] = []
+        self._thread = threading.Thread(target=self._run, name="routeproof-window", daemon=True)
+
+    def start(self) -> WindowProbe:
+        if self._requests:
+            self._thread.start()
+        return self
+
+    def stop(self) -> list[Sample]:
+        """Stop after the request in flight; return every sample in the order sent."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(self._timeout + 1.0)
+        return list(self._samples)
+
+    def _run(self) -> None:
+        index = self._offset
+        while not self._stop.is_set():
+            request = self._requests[index % len(self._requests)]
+            index += 1
+            sent = time.monotonic()
+            self._samples.append(
+                Sample(request, sent, send(self.addresses, request, self._timeout))
+            )
+            self._stop.wait(self._pace)
+
+
+def window_violations(
+    samples: Sequence[Sample],
+    allowed: Callable[[Request], frozenset[Outcome]],
+    moved: Mapping[tuple[int, str], object],
+) -> list[Violation]:
+    """Every sample must be an answer `allowed` permits; requests to a moved listener aside."""
+    found: list[Mismatch] = []
+    for sample in samples:
+        if (sample.request.port, sample.request.scheme) in moved:
+            continue
+        actual = observed_outcome(sample.result)
+        expected = allowed(sample.request)
+        if actual not in expected:
+            detail = f" (sent while the step took effect; {sample.result.error or 'answered'})"
+            found.append(Mismatch(sample.request, expected, actual, detail))
+    if not found:
+        return []
+    return [
+        Violation(
+            "hitless",
+            f"{len(found)} of {len(samples)} request(s) sent during the step got an answer of no"
+            " configuration the proxy may pass through",
+            tuple(m.describe() for m in found[:8]),
+        )
+    ]
