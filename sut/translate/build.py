@@ -570,10 +570,18 @@ def _plan_rule(  # noqa: PLR0917 - one call site, every argument is distinct
     single = len(carrying) == 1 and not carrying[0][1].ref.filters
     backends: list[WeightedBackend] = []
     clusters: list[Cluster] = []
+    named: set[str] = set()
     for j, verdict in carrying:
-        name = rule_cluster if single else f"{rule_cluster}/backend/{j}"
         ref = verdict.ref
         assert ref.port is not None
+        # A Cluster is named by where it sends traffic, not by its place in the rule: a rule
+        # that moves to another Service gets another Cluster, so while the proxy still routes
+        # by the old rule, the old name still leads to the old Service (make-before-break);
+        # reusing the name would send old matches to new backends for a moment.
+        name = f"{rule_cluster}/backend/{verdict.namespace}/{ref.name}/{ref.port}"
+        if name in named:
+            name = f"{name}/{j}"
+        named.add(name)
         clusters.append(
             Cluster(
                 name=name,

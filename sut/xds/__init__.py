@@ -7,6 +7,7 @@ in the sans-IO stream state machines; `server.XdsServer` is the thin gRPC adapte
 from sut.xds.cache import SnapshotCache, SnapshotWatcher
 from sut.xds.delta import DeltaStream
 from sut.xds.resources import ADS_ORDER, References, Resource, ResourceType
+from sut.xds.served import ServedSets
 from sut.xds.server import XdsServer
 from sut.xds.snapshot import Snapshot, consistency_errors
 from sut.xds.sotw import SotwStream
@@ -21,6 +22,7 @@ __all__ = [
     "References",
     "Resource",
     "ResourceType",
+    "ServedSets",
     "Snapshot",
     "SnapshotCache",
     "SnapshotWatcher",

@@ -24,6 +24,7 @@ from sut.errors import RemoteProtocolError
 from sut.mutants import Mutants
 from sut.xds.cache import SnapshotCache
 from sut.xds.delta import DeltaStream
+from sut.xds.served import ServedSets
 from sut.xds.snapshot import Snapshot
 from sut.xds.sotw import SotwStream
 from sut.xds.stream import AdsStream, Exchange, StreamStatus
@@ -70,6 +71,7 @@ class XdsServer:
         self._sequence = itertools.count(1)
         self.exchanges: collections.deque[Exchange] = collections.deque(maxlen=exchange_log_size)
         self.protocol_errors: list[str] = []
+        self._served = ServedSets()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -154,7 +156,10 @@ class XdsServer:
     def _new_stream(self, mode: str) -> _LiveStream:
         stream_class = DeltaStream if mode == "delta" else SotwStream
         core = stream_class(
-            mutants=self.mutants, on_exchange=self._append_exchange, sequence=self._sequence
+            mutants=self.mutants,
+            on_exchange=self._append_exchange,
+            sequence=self._sequence,
+            served=self._served,
         )
         live = _LiveStream(core)
         core.record(

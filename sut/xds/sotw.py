@@ -61,6 +61,11 @@ class SotwStream(AdsStream):
         if not names_ignored:
             self._forget(state, state.subscribed - names)
         state.subscribed = names
+        if first and request.version_info and self.served is not None:
+            # A reconnecting client holds what that version carried; it is answered anyway,
+            # but what it holds decides what may be removed when (rule 5).
+            held = self.served.lookup(self.node_id, state.type, request.version_info)
+            state.known = {name: held[name] for name in held if state.wildcard or name in names}
         if first or not nonce:
             # A (re)opened subscription gets an answer, whatever the server thinks it holds.
             state.resend.update(self._desired_names(state) if self.snapshot else names)
@@ -106,6 +111,12 @@ class SotwStream(AdsStream):
         ):
             return []
         return updates
+
+    def _commit(self, state: _TypeState, outgoing: Outgoing) -> object:
+        response = super()._commit(state, outgoing)
+        if self.served is not None:
+            self.served.record(self.node_id, state.type, outgoing.version, outgoing.resources)
+        return response
 
     def _version_sent(self, state: _TypeState) -> str:
         return state.in_flight.version if state.in_flight else state.last_sent_version

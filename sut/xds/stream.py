@@ -12,6 +12,10 @@ Rules of this module (each is a rule of the xDS protocol or of make-before-break
    sent; LDS once CDS and EDS are ACKed; RDS and SDS once CDS and EDS are ACKed and LDS is sent.
 5. Removals go last: a Cluster or its endpoints are removed only once LDS and RDS have settled, a
    RouteConfiguration or Secret only once LDS has settled, so nothing Envoy uses disappears first.
+   On a new stream the server does not know what the client still holds from the previous one
+   until it has subscribed: "settled" then also needs LDS opened, and RDS opened unless no
+   Listener the client holds names a RouteConfiguration. A client that never subscribes to
+   Listeners on the stream is never told of removals there (it keeps stale entries, harmlessly).
 6. A stream is *converged* on a snapshot when no type has anything in flight or left to send.
 7. What the client holds keeps what it references: while a Cluster or Listener the stream sent is
    still held by the client, the ClusterLoadAssignments, RouteConfigurations and Secrets it names
@@ -36,6 +40,7 @@ import attrs
 from sut.errors import RemoteProtocolError
 from sut.mutants import Mutants
 from sut.xds.resources import ADS_ORDER, Resource, ResourceType
+from sut.xds.served import ServedSets
 from sut.xds.snapshot import Snapshot
 
 __all__ = [
@@ -191,8 +196,11 @@ class AdsStream(abc.ABC):
         clock: Clock = time.monotonic,
         on_exchange: Callable[[Exchange], None] | None = None,
         sequence: Iterable[int] | None = None,
+        served: ServedSets | None = None,
     ) -> None:
         self.stream_id = next(_stream_ids)
+        self.served = served
+        """What the server sent each node under each version, across streams (SotW uses it)."""
         self.mutants = mutants
         self.node_id = ""
         self.snapshot: Snapshot | None = None
@@ -449,11 +457,16 @@ class AdsStream(abc.ABC):
         if not self._gate_open(state.type):
             return []
         clusters = self._types[ResourceType.CLUSTER]
-        if state.type is ResourceType.ENDPOINT and clusters.opened:
-            # Only endpoints of Clusters the client has been sent: a Cluster waiting in CDS
-            # gets its ClusterLoadAssignment right after, never before.
+        if state.type is ResourceType.ENDPOINT and clusters.opened and self.snapshot is not None:
+            # Endpoints of a Cluster waiting in CDS go right after it, never before. Endpoints
+            # no Cluster of the snapshot names wait for nothing: they were asked for.
             sent = {n for c in clusters.known.values() for n in c.references.endpoints}
-            return [resource for resource in updates if resource.name in sent]
+            waiting = {
+                n
+                for c in self.snapshot.of_type(ResourceType.CLUSTER).values()
+                for n in c.references.endpoints
+            } - sent
+            return [resource for resource in updates if resource.name not in waiting]
         return updates
 
     def _endpoints_missing(self) -> bool:
@@ -484,12 +497,23 @@ class AdsStream(abc.ABC):
             return True  # The bug: removals go out with the first response of their type.
         lds, rds = ResourceType.LISTENER, ResourceType.ROUTE
         if resource_type is ResourceType.CLUSTER:
-            return self._settled(lds, removals_too=True) and self._settled(rds, removals_too=True)
+            return self._referrers_settled(rds)
         if resource_type is ResourceType.ENDPOINT:
-            return self._settled(ResourceType.CLUSTER, removals_too=True) and self._settled(rds)
+            return self._settled(
+                ResourceType.CLUSTER, removals_too=True
+            ) and self._referrers_settled(rds)
         if resource_type in (ResourceType.ROUTE, ResourceType.SECRET):
-            return self._settled(lds, removals_too=True)
+            return self._types[lds].opened and self._settled(lds, removals_too=True)
         return True
+
+    def _referrers_settled(self, rds: ResourceType) -> bool:
+        """Rule 5: the client told us what it holds and holds the newest Listeners and routes."""
+        listeners = self._types[ResourceType.LISTENER]
+        if not listeners.opened or not self._settled(ResourceType.LISTENER, removals_too=True):
+            return False
+        if self._types[rds].opened:
+            return self._settled(rds, removals_too=True)
+        return not any(held.references.routes for held in listeners.known.values())
 
     def _send_order(self) -> Sequence[ResourceType]:
         if "unordered-push" in self.mutants:

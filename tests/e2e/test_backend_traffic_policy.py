@@ -25,8 +25,8 @@ from sut.gatewayapi import ObjectKey, Resources, load_manifests
 from tests.e2e.served import MANIFESTS
 
 GATEWAY = ObjectKey("default", "tuned")
-STORE = "httproute/default/store/rule/0"
-BLOG = "httproute/default/blog/rule/0"
+STORE = "httproute/default/store/rule/0/backend/default/store/8080"
+BLOG = "httproute/default/blog/rule/0/backend/default/blog/8080"
 HOSTS = {"store.example.com": "store", "blog.example.com": "blog"}
 DEADLINE = 5.0
 

@@ -26,8 +26,8 @@ from tests.translate.worlds import (
 
 ALL_NAMESPACES = {"namespaces": {"from": "All"}}
 EG = ParentReference(name="eg", namespace="infra")
-STORE = "httproute/default/store/rule/0"
-BLOG = "httproute/default/blog/rule/0"
+STORE = "httproute/default/store/rule/0/backend/default/store/8080"
+BLOG = "httproute/default/blog/rule/0/backend/default/blog/8080"
 DEFAULTS = ("LEAST_REQUEST", datetime.timedelta(seconds=10))
 
 
@@ -261,7 +261,8 @@ def test_a_route_on_two_gateways_takes_the_policy_of_the_oldest_gateway() -> Non
             "second-gw", [("Gateway", "second")], "infra", load_balancer="RoundRobin"
         ),
     )
-    assert cluster_settings(result, "httproute/default/both/rule/0")[0] == "RANDOM"
+    both = "httproute/default/both/rule/0/backend/default/store/8080"
+    assert cluster_settings(result, both)[0] == "RANDOM"
     second = ParentReference(name="second", namespace="infra")
     status = result.statuses.backend_traffic_policy("infra", "second-gw")
     assert status is not None

@@ -98,11 +98,15 @@ def test_matches_headers_query_and_method() -> None:
     assert found.match.query_parameters[0].string_match.exact == "1"
 
 
-def test_single_backend_uses_the_rule_cluster() -> None:
+WEB = "httproute/default/app/rule/0/backend/default/web/8080"
+API = "httproute/default/app/rule/0/backend/default/api/8080"
+
+
+def test_single_backend_uses_one_cluster_named_by_rule_and_destination() -> None:
     result = single_rule({"backendRefs": [backend("web")]})
     (found,) = routes_of(result)
-    assert found.route.cluster == "httproute/default/app/rule/0"
-    assert [c.name for c in result.xds.clusters] == ["httproute/default/app/rule/0"]
+    assert found.route.cluster == WEB
+    assert [c.name for c in result.xds.clusters] == [WEB]
     cluster = result.xds.clusters[0]
     assert cluster.eds_cluster_config.service_name == cluster.name
     assert result.xds.cluster_load_assignment(cluster.name) is not None
@@ -120,10 +124,21 @@ def test_weights_become_weighted_clusters_and_zero_gets_nothing() -> None:
     )
     (found,) = routes_of(result)
     weights = {c.name: c.weight.value for c in found.route.weighted_clusters.clusters}
-    assert weights == {
-        "httproute/default/app/rule/0/backend/0": 3,
-        "httproute/default/app/rule/0/backend/1": 1,
-    }
+    assert weights == {WEB: 3, API: 1}
+
+
+def test_a_rule_that_moves_to_another_service_gets_another_cluster() -> None:
+    """Named by destination, not by position: while the proxy still routes by the old rule,
+    the old cluster name still leads to the old Service (make-before-break)."""
+    before = single_rule({"backendRefs": [backend("web")]})
+    after = single_rule({"backendRefs": [backend("api")]})
+    assert {c.name for c in before.xds.clusters}.isdisjoint(c.name for c in after.xds.clusters)
+
+
+def test_the_same_destination_twice_in_a_rule_gets_two_clusters() -> None:
+    result = single_rule({"backendRefs": [backend("web", weight=1), backend("web", weight=2)]})
+    names = [c.name for c in result.xds.clusters]
+    assert names == [WEB, WEB + "/1"]
 
 
 @pytest.mark.parametrize(
@@ -152,7 +167,7 @@ def test_invalid_backend_share_answers_500_by_runtime_fraction() -> None:
     fraction = share.match.runtime_fraction.default_value
     assert (fraction.numerator, fraction.denominator) == (750_000, 2)  # 2 = MILLION
     assert share.direct_response.status == 500
-    assert main.route.cluster == "httproute/default/app/rule/0"
+    assert main.route.cluster == WEB
 
 
 def test_per_backend_header_filters_ride_on_weighted_clusters() -> None:
@@ -176,7 +191,7 @@ def test_per_backend_header_filters_ride_on_weighted_clusters() -> None:
         )
     )
     (weighted,) = found.route.weighted_clusters.clusters
-    assert weighted.name == "httproute/default/app/rule/0/backend/0"
+    assert weighted.name == WEB
     assert weighted.request_headers_to_add[0].header.key == "x-backend"
 
 

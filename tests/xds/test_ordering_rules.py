@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import pytest
 
 from sut.mutants import Mutants
-from sut.xds import DeltaStream, ResourceType, Snapshot, SotwStream
+from sut.xds import DeltaStream, ResourceType, ServedSets, Snapshot, SotwStream
 from sut.xds.stream import AdsStream
 from tests.xds.builders import (
     delta_request,
@@ -31,9 +31,12 @@ LDS, RDS, CDS, EDS = (
 class Client:
     """Plays Envoy's side of one stream: subscribes like Envoy and ACKs on request."""
 
-    def __init__(self, mode: str, mutants: Mutants = Mutants()) -> None:
+    def __init__(
+        self, mode: str, mutants: Mutants = Mutants(), served: ServedSets | None = None
+    ) -> None:
         self.mode = mode
-        self.stream: AdsStream = (DeltaStream if mode == "delta" else SotwStream)(mutants=mutants)
+        stream_class = DeltaStream if mode == "delta" else SotwStream
+        self.stream: AdsStream = stream_class(mutants=mutants, served=served)
         self.names: dict[ResourceType, list[str]] = {}
 
     def request(self, kind: ResourceType, names=(), nonce: str = "") -> list:
@@ -338,3 +341,55 @@ def test_mutant_nonce_from_version_reuses_the_nonce_and_misreads_an_old_request(
     _repeat_first(client, first)
     assert client.stream.status().of_type(RDS).in_flight_nonce == ""
     assert client.stream.exchanges[-1].note == "ack"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_new_stream_removes_no_cluster_before_it_knows_the_clients_routes(mode):
+    """A reconnecting client still holds its old Listeners and routes; the server learns of
+    them only when it subscribes (Delta: initial_resource_versions; SotW: the version it names,
+    looked up in what the server sent it before). A Cluster the snapshot dropped meanwhile goes
+    only once the client holds routes that no longer name it (found by the window probe)."""
+    old, new = world({"r1": ("c1",)}), world({"r1": ("c2",)})
+    served = ServedSets()
+    before = Client(mode, served=served)
+    first = before.start(old)
+    client = Client(mode, served=served)
+    client.stream.on_snapshot(new)
+    if mode == "delta":
+        held = {"c1": old.get(CDS, "c1").version}  # type: ignore[union-attr]
+        (cds,) = client.stream.receive(delta_request(CDS, initial=held))
+        assert list(cds.removed_resources) == []
+    else:
+        version = first[CDS].version_info  # type: ignore[attr-defined]
+        (cds,) = client.stream.receive(sotw_request(CDS, version=version))
+        assert names_of(cds) == ["c1", "c2"]  # the full set keeps c1 for now
+    (eds,) = client.request(EDS, ["c2"])
+    client.ack(cds)
+    client.ack(eds)
+    (lds,) = client.request(LDS)
+    client.ack(lds)
+    (rds,) = client.request(RDS, ["r1"])
+    (removal,) = client.ack(rds)
+    assert type_of(removal) is CDS
+    if mode == "delta":
+        assert list(removal.removed_resources) == ["c1"]
+    else:
+        assert names_of(removal) == ["c2"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_endpoints_no_cluster_names_are_answered_and_block_nothing(mode):
+    """A subscription to a ClusterLoadAssignment that exists but that no Cluster names (a
+    client asking on its own) must be answered, and must not hold Listeners and routes back."""
+    snapshot = world({"r1": ("c1",)})
+    extra = resource(load_assignment("lonely", 9090))
+    snapshot = snapshot.replacing(extra)
+    client = Client(mode)
+    client.stream.on_snapshot(snapshot)
+    (cds,) = client.request(CDS)
+    (eds,) = client.request(EDS, ["c1", "lonely"])
+    assert names_of(eds) == ["c1", "lonely"]
+    client.ack(cds)
+    client.ack(eds)
+    (lds,) = client.request(LDS)
+    assert type_of(lds) is LDS

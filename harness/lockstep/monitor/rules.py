@@ -281,6 +281,19 @@ def removed_names(stream: StreamView, response: XdsResponse) -> list[str]:
     return sorted(name for name in (view.held if view else {}) if name not in present)
 
 
+def _reachable_routes(stream: StreamView, resolve: Resolver) -> set[str] | None:
+    """RouteConfigurations some Listener the client holds names (None: Listeners are not
+    fetched on this stream, so every held RouteConfiguration counts)."""
+    listeners = stream.types.get(LISTENER)
+    if listeners is None or not listeners.opened:
+        return None
+    return {
+        route
+        for _, found in _held_references(stream, LISTENER, resolve)
+        for route in found.routes
+    }
+
+
 def break_findings(
     stream: StreamView, response: XdsResponse, removed: Iterable[str], resolve: Resolver
 ) -> list[str]:
@@ -293,7 +306,10 @@ def break_findings(
     parent_type, field = parent
     removed = set(removed)
     problems = []
+    in_use = _reachable_routes(stream, resolve) if parent_type == ROUTE else None
     for name, found in _held_references(stream, parent_type, resolve):
+        if in_use is not None and name not in in_use:
+            continue  # no Listener the client holds uses it: it is on its way out too
         still = sorted(removed & getattr(found, field))
         if still:
             problems.append(

@@ -542,3 +542,21 @@ def test_a_violation_prints_the_decoded_exchange_around_it():
     text = violation.describe()
     assert "decoded exchange around it" in text
     assert ">> #2 stream 1/1 server -> envoy CDS" in text
+
+
+def test_a_route_configuration_no_held_listener_uses_does_not_hold_its_clusters():
+    """SotW: Envoy drops the RouteConfiguration of a removed Listener at once but says so in
+    its next RDS request; removing the Cluster it named meanwhile breaks nothing."""
+    clock = Clock()
+    watcher = monitor(clock, EVERYTHING)
+    for type_url in (LISTENER, CLUSTER):
+        watcher.observe(request(100.0, type_url, delta=False))
+    watcher.observe(request(100.0, ROUTE, ["rc"], delta=False))
+    a = item(CLUSTER, "cluster-a", CLUSTER_A)
+    watcher.observe(response(100.01, CLUSTER, [a], nonce="1", delta=False))
+    listener_item = item(LISTENER, "listener", LISTENER_RC)
+    watcher.observe(response(100.02, LISTENER, [listener_item], nonce="2", delta=False))
+    watcher.observe(response(100.03, ROUTE, [item(ROUTE, "rc", RC_A)], nonce="3", delta=False))
+    watcher.observe(response(100.04, LISTENER, [], nonce="4", delta=False, version="v2"))
+    watcher.observe(response(100.05, CLUSTER, [], nonce="5", delta=False, version="v2"))
+    assert rules_broken(watcher) == {}

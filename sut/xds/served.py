@@ -1,0 +1,52 @@
+"""What a SotW server sent each node under each type version, remembered across streams.
+
+A SotW client that reconnects names, per type, the version it last accepted, and nothing else
+about what it holds. Without knowing what that version carried, a new stream's first Listener or
+Cluster response would drop whatever the snapshot dropped meanwhile, before the client holds
+the routes that stop using it (make-before-break, rule 5 of `stream.py`). Delta clients say what
+they hold (`initial_resource_versions`); SotW clients need this memory.
+
+Bounded: the newest `limit` (node, type, version) entries are kept; a client naming an older
+version is treated as holding nothing known (as before this memory existed).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterable, Mapping
+
+from sut.xds.resources import Resource, ResourceType
+
+__all__ = ["ServedSets"]
+
+
+class ServedSets:
+    """Thread-safe: every stream of a server records into one."""
+
+    def __init__(self, limit: int = 256) -> None:
+        if limit < 1:
+            raise ValueError("limit must be positive")
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._sets: collections.OrderedDict[tuple[str, ResourceType, str], dict[str, Resource]] = (
+            collections.OrderedDict()
+        )
+
+    def record(
+        self, node: str, resource_type: ResourceType, version: str, resources: Iterable[Resource]
+    ) -> None:
+        """`resources` went to `node` at `version` (RDS/EDS responses add up per version)."""
+        key = (node, resource_type, version)
+        with self._lock:
+            found = self._sets.pop(key, {})
+            found.update((resource.name, resource) for resource in resources)
+            self._sets[key] = found
+            while len(self._sets) > self._limit:
+                self._sets.popitem(last=False)
+
+    def lookup(
+        self, node: str, resource_type: ResourceType, version: str
+    ) -> Mapping[str, Resource]:
+        with self._lock:
+            return dict(self._sets.get((node, resource_type, version), {}))
