@@ -504,7 +504,8 @@ class AdsStream(abc.ABC):
             ) and self._referrers_settled(rds)
         if resource_type in (ResourceType.ROUTE, ResourceType.SECRET):
             return self._types[lds].opened and self._settled(lds, removals_too=True)
-        return True
+        # A SotW Listener set that drops a name is a whole LDS response: rule 4 gates it too.
+        return self._gate_open(resource_type)
 
     def _referrers_settled(self, rds: ResourceType) -> bool:
         """Rule 5: the client told us what it holds and holds the newest Listeners and routes."""

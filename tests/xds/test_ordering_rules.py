@@ -393,3 +393,20 @@ def test_endpoints_no_cluster_names_are_answered_and_block_nothing(mode):
     client.ack(eds)
     (lds,) = client.request(LDS)
     assert type_of(lds) is LDS
+
+
+def test_a_listener_removal_waits_for_clusters_like_any_listener_response():
+    """SotW: a reconnecting client named the Listener set it holds; dropping one of them is a
+    whole LDS response, which goes only after CDS and EDS (rule 4), like any other."""
+    old = world({"r1": ("c1",), "r2": ("c1",)})
+    new = world({"r1": ("c1",)})
+    served = ServedSets()
+    first = Client("sotw", served=served).start(old)
+    client = Client("sotw", served=served)
+    client.stream.on_snapshot(new)
+    (cds,) = client.stream.receive(sotw_request(CDS, version=first[CDS].version_info))  # type: ignore[attr-defined]
+    (eds,) = client.request(EDS, ["c1"])
+    assert client.stream.receive(sotw_request(LDS, version=first[LDS].version_info)) == []  # type: ignore[attr-defined]
+    client.ack(cds)
+    (lds,) = client.ack(eds)
+    assert type_of(lds) is LDS
