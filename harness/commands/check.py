@@ -12,7 +12,7 @@ import datetime
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import attrs
@@ -172,13 +172,21 @@ def describe_settings(stack: StackSettings) -> str:
     return f"{stack.mode}, failure policy {stack.failure_policy}, mutants {mutants}{strict}"
 
 
+def format_steps(steps: Sequence[Sequence[Operation]]) -> list[str]:
+    """One numbered line per step; the further operations of a compound step below it."""
+    lines = []
+    for number, step in enumerate(steps, start=1):
+        for index, operation in enumerate(step):
+            lead = f"  {number}. " if index == 0 else " " * (len(str(number)) + 4) + "+ "
+            lines.append(lead + operation.describe())
+    return lines
+
+
 def format_counterexample(failure: Failure, replay_command: str) -> str:
-    lines = ["counterexample (shrunk):"]
-    for number, operation in enumerate(failure.operations, start=1):
-        lines.append(f"  {number}. {operation.describe()}")
-    if not failure.operations:
+    lines = ["counterexample (shrunk):", *format_steps(failure.steps)]
+    if not failure.steps:
         lines.append("  (no operation: the initial state already fails)")
-    where = f"step {len(failure.operations)}" if failure.operations else "the initial state"
+    where = f"step {len(failure.steps)}" if failure.steps else "the initial state"
     lines.append(f"after {where}:")
     for violation in failure.violations:
         lines += ["  " + line for line in violation.describe().splitlines()]
@@ -189,10 +197,16 @@ def format_counterexample(failure: Failure, replay_command: str) -> str:
     return "\n".join(lines)
 
 
-def save_replay(failure: Failure, stack: StackSettings, directory: Path = Path("runs")) -> Path:
+def save_replay(
+    failure: Failure,
+    stack: StackSettings,
+    directory: Path = Path("runs"),
+    name: str | None = None,
+) -> Path:
+    """Write a replay file (default name: counterexample-<mode>-<time>.json)."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = directory / f"counterexample-{stack.mode}-{stamp}.json"
+    path = directory / (name or f"counterexample-{stack.mode}-{stamp}.json")
     document = {
         "settings": {
             "mode": stack.mode,
@@ -202,14 +216,18 @@ def save_replay(failure: Failure, stack: StackSettings, directory: Path = Path("
             "strict_protocol": stack.strict_protocol,
             "translation_budget": stack.translation_budget,
         },
-        "operations": json.loads(encode_operations(list(failure.operations))),
+        "steps": [json.loads(encode_operations(list(step))) for step in failure.steps],
     }
     path.write_text(json.dumps(document, indent=1) + "\n")
     return path
 
 
-def load_replay(path: Path) -> tuple[StackSettings, list[Operation]]:
-    """Settings and operations of a replay file; raises ValueError naming the problem."""
+Steps = list[list[Operation]]
+
+
+def load_replay(path: Path) -> tuple[StackSettings, Steps]:
+    """Settings and steps of a replay file; raises ValueError naming the problem. A file of
+    plain `operations` (older ones) is one operation per step."""
     try:
         document = json.loads(path.read_text())
         config = document["settings"]
@@ -221,16 +239,20 @@ def load_replay(path: Path) -> tuple[StackSettings, list[Operation]]:
             strict_protocol=bool(config.get("strict_protocol", False)),
             translation_budget=float(config.get("translation_budget", 0.5)),
         )
-        operations = decode_operations(json.dumps(document["operations"]))
+        if "steps" in document:
+            steps = [decode_operations(json.dumps(step)) for step in document["steps"]]
+        else:
+            steps = [[op] for op in decode_operations(json.dumps(document["operations"]))]
     except (OSError, KeyError, TypeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: not a routeproof replay file ({error})") from error
-    return stack, operations
+    return stack, steps
 
 
 def replay(
-    stack: StackSettings, operations: list[Operation], say: Callable[[str], None] = print
+    stack: StackSettings, steps: Steps, say: Callable[[str], None] = print
 ) -> list[Violation]:
-    """Run operations in order, checking after each; returns the first step's violations."""
+    """Run the steps in order, checking after each; returns the first failing step's
+    violations (none: every invariant held)."""
     session = Session(stack)
     try:
         session.start()
@@ -238,10 +260,15 @@ def replay(
         say(f"initial state: {'ok' if not violations else 'VIOLATED'}")
         if violations:
             return violations
-        for number, operation in enumerate(operations, start=1):
-            session.apply(operation)
+        for number, step in enumerate(steps, start=1):
+            for operation in step:
+                session.apply(operation)
             violations = session.check()
-            say(f"{number}. {operation.describe()}: {'ok' if not violations else 'VIOLATED'}")
+            lines = format_steps([step])
+            lines[0] = lines[0].replace("  1. ", f"{number}. ", 1)
+            for line in lines[:-1]:
+                say(line)
+            say(f"{lines[-1]}: {'ok' if not violations else 'VIOLATED'}")
             if violations:
                 for violation in violations:
                     say(violation.describe())

@@ -153,7 +153,7 @@ def _check(args: argparse.Namespace) -> int:
             print(
                 f"time to first failure {first:.1f} s, to the shrunk result {result.seconds:.1f} s"
             )
-            print(f"check: counterexample in {len(result.failure.operations)} steps ({mode})")
+            print(f"check: counterexample in {len(result.failure.steps)} steps ({mode})")
             return EXIT_FAILED
         print(
             f"[{mode}] passed {result.examples} examples, {result.steps} steps in"
@@ -181,6 +181,7 @@ def _mutants(args: argparse.Namespace) -> int:
         only=args.only,
         on_progress=on_progress,
         on_result=lambda line: print(line, file=sys.stderr, flush=True),
+        witnesses=Path(args.witnesses) if args.witnesses else None,
     )
     print(table.as_json() if args.json else table.as_markdown())
     if args.readme:
@@ -192,12 +193,12 @@ def _replay(args: argparse.Namespace) -> int:
     from harness.commands.check import load_replay, replay
 
     try:
-        settings, operations = load_replay(Path(args.file))
+        settings, steps = load_replay(Path(args.file))
     except ValueError as error:
         print(f"replay: {error}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"replay: {len(operations)} operations ({describe_settings(settings)})")
-    violations = replay(settings, operations)
+    print(f"replay: {len(steps)} steps ({describe_settings(settings)})")
+    violations = replay(settings, steps)
     print("replay: counterexample reproduced" if violations else "replay: every invariant held")
     return EXIT_FAILED if violations else EXIT_OK
 
@@ -263,6 +264,12 @@ def _parser() -> argparse.ArgumentParser:
     mutants.add_argument("--json", action="store_true", help="print the table as JSON")
     mutants.add_argument(
         "--readme", default=None, metavar="FILE", help="rewrite the kill table in FILE"
+    )
+    mutants.add_argument(
+        "--witnesses",
+        default=None,
+        metavar="DIR",
+        help="write each kill's shrunk counterexample to DIR/<mutant>-<mode>.json",
     )
     mutants.set_defaults(run=_mutants)
 

@@ -139,12 +139,15 @@ def equivalent_mutants() -> list[tuple[str, str]]:
 
 
 def mutant_settings(mode: str, mutants: Mutants) -> StackSettings:
-    """The stack a mutant runs on: its failure policy if it names one, else the default."""
+    """The stack a mutant runs on: its failure policy if it names one, else the default; the
+    protocol monitor judges SHOULD rules too (`--strict-protocol`), so a mutant Envoy cannot
+    observe is still killed through the wire."""
     policy = mutants.failure_policy() or FailurePolicy.KEEP_LAST_GOOD.value
     return StackSettings(
         mode=mode,  # type: ignore[arg-type]
         failure_policy=FailurePolicy(policy),
         mutants=mutants,
+        strict_protocol=True,
     )
 
 
@@ -180,8 +183,12 @@ def run_kill_table(
     only: Iterable[str] | None = None,
     on_progress: Callable[[str, Progress], None] | None = None,
     on_result: Callable[[str], None] | None = None,
+    witnesses: Path | None = None,
 ) -> KillTable:
-    """The baseline per mode, then every (mutant, mode) pair, each within `budget_seconds`."""
+    """The baseline per mode, then every (mutant, mode) pair, each within `budget_seconds`.
+
+    With `witnesses`, each kill's shrunk counterexample is written there as
+    `<mutant>-<mode>.json`: a replay that tells the mutant from the SUT (CI replays them)."""
     modes = list(modes)
     selected = set(only) if only is not None else None
     say = on_result or (lambda line: None)
@@ -216,13 +223,20 @@ def run_kill_table(
             mode=mode,
             killed=not result.passed,
             seconds_to_failure=result.seconds_to_failure,
-            shrunk_steps=len(failure.operations) if failure else None,
+            shrunk_steps=len(failure.steps) if failure else None,
             invariant=invariants,
             seconds=result.seconds,
             examples=result.examples,
             listed=MUTANTS[name].listed,
         )
         runs.append(run)
+        if witnesses is not None and failure is not None:
+            save_replay(
+                failure,
+                mutant_settings(mode, Mutants.of([name])),
+                witnesses,
+                name=f"{name}-{mode}.json",
+            )
         verdict = (
             f"killed in {result.seconds_to_failure or 0:.1f} s by {invariants}"
             if run.killed

@@ -120,10 +120,15 @@ class BudgetSpent(KeyboardInterrupt):
 class Failure:
     """The shrunk counterexample, as the final replay of Hypothesis ran it."""
 
-    operations: tuple[Operation, ...]
+    steps: tuple[tuple[Operation, ...], ...]
+    """The operations of each step, as the machine checked them (a compound rule is one step)."""
     violations: tuple[Violation, ...]
     exchanges: tuple[Exchange, ...]
     error: str = ""
+
+    @property
+    def operations(self) -> tuple[Operation, ...]:
+        return tuple(operation for step in self.steps for operation in step)
 
 
 @attrs.define
@@ -179,7 +184,9 @@ class _Machine(RuleBasedStateMachine):
     # --------------------------------------------------------------- helpers
 
     def _do(self, operation: Operation) -> None:
-        note(f"{len(self.session.trace) + 1}. {operation.describe()}")
+        ongoing = self.session.current_window() is not None
+        number = len(self.session.steps) + 1
+        note(f"     + {operation.describe()}" if ongoing else f"{number}. {operation.describe()}")
         try:
             self.session.apply(operation)
         except Exception as error:
@@ -407,7 +414,7 @@ class _Machine(RuleBasedStateMachine):
         except Exception:
             final = True
         failure = Failure(
-            operations=tuple(self.session.trace),
+            steps=self.session.trace,
             violations=violations,
             exchanges=tuple(self.session.exchanges_of_step()),
         )

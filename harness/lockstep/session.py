@@ -32,6 +32,7 @@ from harness.lockstep.invariants import (
     EnvoyCounters,
     FetchTimeouts,
     InvariantViolated,
+    Sample,
     Violation,
     WindowProbe,
     liveness_violations,
@@ -90,7 +91,8 @@ class Session:
         self.stack = Stack(settings)
         extension = Extension(fail_open=settings.fail_open) if settings.extension else None
         self.model = ModelState(extension=extension, policy=str(settings.failure_policy))
-        self.trace: list[Operation] = []
+        self.steps: list[tuple[Operation, ...]] = []
+        """The operations of each checked step, in order."""
         self.step_started_seq = 0
         self._step: Step | None = None
         self._window_offset = 0
@@ -149,7 +151,6 @@ class Session:
         assert step is not None
         before = self.model
         after = operation.on_model(before)
-        self.trace.append(operation)
         step.operations.append(operation)
         step.hitless = step.hitless and operation.hitless
         step.live_pods |= after.live_pods
@@ -158,6 +159,16 @@ class Session:
         step.configs += before.passing(after)[1:]
         if operation.kind == "restart-envoy":
             self._envoy_started()
+
+    @property
+    def trace(self) -> tuple[tuple[Operation, ...], ...]:
+        """Every step so far, the one under way included."""
+        ongoing = (tuple(self._step.operations),) if self._step is not None else ()
+        return (*self.steps, *ongoing)
+
+    def current_window(self) -> WindowProbe | None:
+        """The window probe of the step under way, if one is."""
+        return self._step.window if self._step is not None else None
 
     def _begin_step(self) -> None:
         exchanges = self.stack.exchanges()
@@ -180,6 +191,8 @@ class Session:
     def check(self) -> list[Violation]:
         """End the step and check every invariant; an empty list when all hold."""
         step, self._step = self._step, None
+        if step is not None:
+            self.steps.append(tuple(step.operations))
         violations: list[Violation] = []
         converged = True
         if not self.model.held:
@@ -222,7 +235,7 @@ class Session:
             raise InvariantViolated(violations)
 
     def _step_violations(
-        self, step: Step, samples: Sequence[object], addresses: Addresses
+        self, step: Step, samples: Sequence[Sample], addresses: Addresses
     ) -> list[Violation]:
         violations = liveness_violations(
             self.stack.reconciles[step.reconciles_from :], self.settings.translation_budget
@@ -239,7 +252,7 @@ class Session:
                 for key, address in step.addresses.by_port.items()
                 if addresses.by_port.get(key) not in (None, address)
             }
-            violations += window_violations(samples, allowed, moved)  # type: ignore[arg-type]
+            violations += window_violations(samples, allowed, moved)
         return violations
 
     def _settle(self) -> None:

@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 import attrs
-from envoy.config.route.v3 import route_pb2
 
-from harness.lockstep.envoy_state import EnvoyView, snapshot_differences
+from harness.lockstep.convergence import Convergence, converge
+from harness.lockstep.envoy_state import EnvoyView
 from harness.lockstep.monitor.monitor import ProtocolMonitor, Published
-from harness.loopback import AdsServer, EnvoyBootstrap, EnvoyError, EnvoyProcess, XdsMode
+from harness.lockstep.rejection import push_rejected_update
+from harness.loopback import AdsServer, EnvoyBootstrap, EnvoyProcess, XdsMode
 from harness.loopback.echo import EchoFleet
 from harness.loopback.probe import ProbeResult, probe
 from harness.loopback.relay import TcpRelay
@@ -100,21 +101,6 @@ class ListenerOrigin:
     protocol: str
 
 
-@attrs.frozen
-class Convergence:
-    converged: bool
-    seconds: float
-    snapshot_version: str
-    problems: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        if self.converged:
-            return (
-                f"converged on {self.snapshot_version or 'nothing'} in {self.seconds * 1000:.0f} ms"
-            )
-        return f"not converged after {self.seconds:.1f} s: " + "; ".join(self.problems)
-
-
 class Stack:
     """Start with `start(resources)`, drive with the methods below, always `stop()`."""
 
@@ -136,7 +122,7 @@ class Stack:
         self.origins: dict[str, ListenerOrigin] = {}
         self.envoy_starts = 0
         self.control_plane_starts = 0
-        self._reconnect_pending = False
+        self.reconnect_pending = False
         self._endpoints: Mapping[str, Mapping[str, Sequence[str]]] | None = None
         self.publications: list[Publication] = []
         """Every snapshot the control plane left in the cache after an action, in order."""
@@ -270,7 +256,7 @@ class Stack:
             reconnect_timeout,
         )
         self._timed(lambda: self.control_plane.start(store))  # type: ignore[union-attr]
-        self._reconnect_pending = True
+        self.reconnect_pending = True
 
     # --------------------------------------------------------- the world
 
@@ -347,10 +333,11 @@ class Stack:
             or last.lifetime != self.control_plane_starts
             or last.snapshot.version != snapshot.version
         ):
-            self._published(snapshot)
+            self.published(snapshot)
         return result
 
-    def _published(self, snapshot: Snapshot) -> None:
+    def published(self, snapshot: Snapshot) -> None:
+        """`snapshot` is in the cache now (the control plane's, or one the harness put there)."""
         publication = Publication(time.monotonic(), self.control_plane_starts, snapshot)
         self.publications.append(publication)
         self.monitor.published(
@@ -401,7 +388,7 @@ class Stack:
             lambda: not before & {status.stream_id for status in self.xds.stream_statuses(node)},  # type: ignore[union-attr]
             2.0,
         )
-        self._reconnect_pending = True
+        self.reconnect_pending = True
 
     def hold_xds(self) -> None:
         self.relay.hold()
@@ -410,53 +397,8 @@ class Stack:
         self.relay.release()
 
     def push_rejected_update(self, timeout: float = 2.0) -> tuple[bool, str]:
-        """Publish a RouteConfiguration Envoy must NACK, wait for the NACK, then restore.
-
-        Models a control-plane bug that lets an invalid resource escape validation. Returns
-        whether Envoy NACKed within the timeout, and the rejected snapshot's version.
-        """
-        node = self.settings.node_id
-        good = self.cache.get_snapshot(node)
-        assert self.xds is not None
-        if good is None:
-            return False, ""  # nothing published: nothing to corrupt
-        subscribed = self.monitor.subscribed(ResourceType.ROUTE.type_url)
-        routes = good.of_type(ResourceType.ROUTE)
-        candidates = sorted(name for name in routes if name in subscribed)
-        if not candidates:
-            return False, ""  # Envoy holds no RouteConfiguration to reject
-        target = routes[candidates[0]]
-        rejected_message = route_pb2.RouteConfiguration()
-        rejected_message.CopyFrom(target.message())
-        host = rejected_message.virtual_hosts.add(
-            name="routeproof-rejected", domains=["rejected.invalid"]
-        )
-        route = host.routes.add(name="routeproof-rejected")
-        route.match.safe_regex.regex = "(?=lookahead-is-not-re2)"
-        route.direct_response.status = 200
-        bad = Resource.from_message(rejected_message)
-        self.rejected.append(bad)
-        self.monitor.rejected(bad.body)
-        rejected = good.replacing(bad)
-        nacks_before = len(self.monitor.nacks)
-        self.cache.set_snapshot(node, rejected)
-        self._published(rejected)
-        nacked = self._wait_for_nack(nacks_before, timeout)
-        self.cache.set_snapshot(node, good)
-        self._published(good)
-        return nacked, rejected.version
-
-    def _wait_for_nack(self, seen: int, timeout: float) -> bool:
-        """Until the wire shows a NACK beyond the first `seen` (polled: the monitor decodes the
-        relay's bytes on demand)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self.monitor.sync()
-            if len(self.monitor.nacks) > seen:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.005)
+        """Publish a RouteConfiguration Envoy must NACK, wait for the NACK, then restore."""
+        return push_rejected_update(self, timeout)
 
     def _client_versions(self, type_url: str) -> Mapping[str, str]:
         """The version of each dynamic Listener or Cluster Envoy holds (its config_dump)."""
@@ -484,40 +426,7 @@ class Stack:
 
     def converge(self, timeout: float | None = None) -> Convergence:
         """Wait until every stream ACKed the cache's snapshot and Envoy holds exactly it."""
-        if timeout is None:
-            # Well under initial_fetch_timeout: a correct server converges in milliseconds, so
-            # anything slower is a subscription it failed to answer. After a control-plane
-            # restart Envoy first has to reconnect (its back-off tops out at 0.5 s).
-            timeout = 0.5 * self.settings.initial_fetch_timeout
-            if self._reconnect_pending:
-                timeout += 1.0
-                self._reconnect_pending = False
-        started = time.monotonic()
-        deadline = started + timeout
-        snapshot = self.published_snapshot()
-        if snapshot is None:
-            return Convergence(True, 0.0, "")
-        assert self.xds is not None
-        server_done = self.xds.wait_converged(self.settings.node_id, snapshot.version, timeout)
-        problems: list[str] = []
-        while True:
-            try:
-                problems = snapshot_differences(self.envoy_view(), snapshot)
-            except EnvoyError as error:
-                problems = [f"Envoy admin: {error}"]
-            if not problems and server_done:
-                return Convergence(True, time.monotonic() - started, snapshot.version)
-            if time.monotonic() >= deadline:
-                break
-            if not server_done:
-                server_done = self.xds.wait_converged(self.settings.node_id, snapshot.version, 0.05)
-            else:
-                time.sleep(0.01)
-        if not server_done:
-            problems.insert(
-                0, "the xDS server has not converged (streams still sending or awaiting ACKs)"
-            )
-        return Convergence(False, time.monotonic() - started, snapshot.version, tuple(problems))
+        return converge(self, timeout)
 
     def listener_ports(self) -> Mapping[str, tuple[tuple[str, int], ...]]:
         """Where each *active* listener is bound. A draining listener is left out: its port

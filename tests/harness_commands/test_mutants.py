@@ -1,7 +1,9 @@
-"""Every mutant is killed by the ordinary machine, in each mode where its mechanism exists.
+"""The search itself finds mutants: the ordinary machine, same rules, invariants and seed as
+`harness mutants`, without shrinking, on a few pairs it kills within seconds.
 
-The same rules, invariants and seed as `harness mutants`, without shrinking (a kill is a kill),
-each within a bounded search budget so CI stays short. A mutant that survives its budget fails.
+Every pair of the kill table is searched by `make mutants-table` (90 s each, about 35 pairs: too
+long for CI on two cores); CI replays each pair's witness (`test_kill_witnesses.py`) and runs
+this search on a sample, so a search that stops finding anything fails here.
 """
 
 from __future__ import annotations
@@ -23,10 +25,15 @@ BUDGET_SECONDS = 90.0
 SEED = 20261124
 
 
+SEARCHED = ("nack-loop", "dangling-reference", "deletion-not-a-change", "nonce-from-version")
+"""Fast kills of four different invariants (nack, consistency, convergence, protocol)."""
+
+
 def _runs() -> list[object]:
     return [
         pytest.param(name, mode, id=f"{name}-{mode}")
         for name, mode in kill_table_runs(("delta", "sotw"))
+        if name in SEARCHED
     ]
 
 

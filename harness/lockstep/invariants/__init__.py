@@ -14,8 +14,8 @@ from harness.lockstep.invariants.routing import (
     routing_violations,
 )
 from harness.lockstep.invariants.subscriptions import FetchTimeouts
-from harness.lockstep.invariants.violation import InvariantViolated, Strength, Violation
 from harness.lockstep.invariants.window import Sample, WindowProbe, window_violations
+from harness.lockstep.verdict import InvariantViolated, Strength, Violation
 
 __all__ = [
     "RECONCILE_SLACK",

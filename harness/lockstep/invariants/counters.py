@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 
-from harness.lockstep.invariants.violation import Violation
+from harness.lockstep.verdict import Violation
 from harness.loopback import EnvoyAdmin
 from sut.xds import ResourceType, Snapshot
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from harness.lockstep.invariants.violation import Violation
+from harness.lockstep.verdict import Violation
 
 if TYPE_CHECKING:
     from harness.lockstep.stack import Reconcile

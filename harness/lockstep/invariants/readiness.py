@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from harness.lockstep.invariants.violation import Violation
+from harness.lockstep.verdict import Violation
 from harness.loopback.probe import probe
 from sut.extension import READINESS_PREFIX
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from harness.lockstep.invariants.violation import Violation
+from harness.lockstep.verdict import Violation
 from harness.loopback.echo import EchoReply
 from harness.loopback.probe import ProbeResult, probe
 from model import Outcome, Request, Served, Status, Unreachable

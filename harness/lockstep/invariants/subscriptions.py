@@ -3,7 +3,7 @@ proxy's own view of an unanswered subscription, independent of the wire."""
 
 from __future__ import annotations
 
-from harness.lockstep.invariants.violation import Violation
+from harness.lockstep.verdict import Violation
 from harness.loopback import EnvoyAdmin
 
 __all__ = ["FetchTimeouts"]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 import attrs
 
 from harness.lockstep.invariants.routing import Addresses, Mismatch, observed_outcome, send
-from harness.lockstep.invariants.violation import Violation
+from harness.lockstep.verdict import Violation
 from harness.loopback.probe import ProbeResult
 from model import Outcome, Request
 
@@ -60,6 +60,10 @@ class WindowProbe:
         self._stop = threading.Event()
         self._samples: list[Sample] = []
         self._thread = threading.Thread(target=self._run, name="routeproof-window", daemon=True)
+
+    @property
+    def samples_taken(self) -> int:
+        return len(self._samples)
 
     def start(self) -> WindowProbe:
         if self._requests:

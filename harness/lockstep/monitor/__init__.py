@@ -1,8 +1,11 @@
-"""The independent xDS protocol monitor's eyes: the relay's bytes, decoded.
+"""The independent xDS protocol monitor: the relay's bytes, decoded and judged.
 
 `wire` turns what the relay delivered into gRPC messages per stream, in order (HTTP/2 with
 `h2`, sans-IO); `messages` turns those into typed xDS requests and responses and says what each
-resource references. Nothing here reads the control plane's own logs or state (no `sut`).
+resource references; `view` rebuilds what each client subscribes to and holds; `rules` states
+the protocol rules with their strength and spec section; `monitor` applies them as messages
+arrive, with `timeline` (what the harness did, in time) and `report` (the decoded exchange).
+Nothing here reads the control plane's own logs or state (no `sut`).
 """
 
 from harness.lockstep.monitor.messages import (
@@ -22,6 +25,9 @@ from harness.lockstep.monitor.messages import (
     decode,
     references,
 )
+from harness.lockstep.monitor.monitor import Finding, ProtocolMonitor
+from harness.lockstep.monitor.rules import RULES, Rule
+from harness.lockstep.monitor.timeline import Published, Timeline
 from harness.lockstep.monitor.wire import (
     ConnectionClosed,
     ConnectionDecoder,
@@ -40,6 +46,7 @@ __all__ = [
     "ENDPOINT",
     "LISTENER",
     "ROUTE",
+    "RULES",
     "SECRET",
     "TYPE_SHORT",
     "XDS_METHODS",
@@ -48,11 +55,16 @@ __all__ = [
     "ConnectionOpened",
     "DecodeProblem",
     "Direction",
+    "Finding",
     "GrpcMessage",
     "HoldChanged",
+    "ProtocolMonitor",
+    "Published",
     "References",
+    "Rule",
     "StreamEnded",
     "StreamKey",
+    "Timeline",
     "WireEvent",
     "WireRecorder",
     "WireResource",

@@ -17,14 +17,12 @@ relay holds the connection.
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 
 import attrs
 
-from harness.lockstep.invariants.violation import Strength, Violation
 from harness.lockstep.monitor import rules
 from harness.lockstep.monitor.messages import (
     ENDPOINT,
@@ -38,6 +36,8 @@ from harness.lockstep.monitor.messages import (
     decode,
     references,
 )
+from harness.lockstep.monitor.report import ExchangeLog, describe_request, describe_response
+from harness.lockstep.monitor.timeline import Published, Timeline
 from harness.lockstep.monitor.view import FULL_STATE_TYPES, Nack, Obligation, StreamView, TypeView
 from harness.lockstep.monitor.wire import (
     ConnectionClosed,
@@ -48,22 +48,9 @@ from harness.lockstep.monitor.wire import (
     StreamEnded,
     WireRecorder,
 )
+from harness.lockstep.verdict import Strength, Violation
 
 __all__ = ["Finding", "ProtocolMonitor", "Published"]
-
-_LOG_SIZE = 4000
-"""Decoded messages kept for reports (the monitor judges as it goes; the log only explains)."""
-_CONTEXT = 6
-
-
-@attrs.frozen
-class Published:
-    """What the harness's control plane put in the cache for the node, and when."""
-
-    at: float
-    lifetime: int
-    resources: Mapping[tuple[str, str], bytes]
-    """(type_url, name) -> serialized resource."""
 
 
 @attrs.frozen
@@ -73,12 +60,6 @@ class Finding:
     summary: str
     seq: int
     """The log entry of the message that broke the rule."""
-
-
-@attrs.frozen
-class _Entry:
-    seq: int
-    text: str
 
 
 class ProtocolMonitor:
@@ -99,20 +80,17 @@ class ProtocolMonitor:
         self._clock = clock
         self._client_versions = client_versions
         self._lock = threading.RLock()
-        self._lifetimes: list[float] = []
-        self._publications: list[Published] = []
+        self.timeline = Timeline()
         self._rejected: set[str] = set()
         """Digests of contents the harness made invalid on purpose."""
         self._streams: dict[StreamKey, StreamView] = {}
         self._connections: dict[int, int] = {}
         """Connection -> the control-plane lifetime it was opened in."""
-        self._holds: list[list[float]] = []
         self._identity = rules.IdentityMap()
         self._received: dict[tuple[str, str, str], WireResource] = {}
         """What the node received under (type, name, version), newest delivery."""
         self._findings: list[Finding] = []
-        self._log: collections.deque[_Entry] = collections.deque(maxlen=_LOG_SIZE)
-        self._seq = 0
+        self._log = ExchangeLog()
         self.messages = 0
         self.nacks: list[tuple[StreamKey, Nack]] = []
 
@@ -120,11 +98,11 @@ class ProtocolMonitor:
 
     def control_plane_started(self, at: float | None = None) -> None:
         with self._lock:
-            self._lifetimes.append(self._clock() if at is None else at)
+            self.timeline.control_plane_started(self._clock() if at is None else at)
 
     def published(self, publication: Published) -> None:
         with self._lock:
-            self._publications.append(publication)
+            self.timeline.published(publication)
 
     def rejected(self, body: bytes) -> None:
         """A content the harness published knowing the client must reject it."""
@@ -140,7 +118,7 @@ class ProtocolMonitor:
                 if isinstance(event, GrpcMessage):
                     self._message(event)
                 elif isinstance(event, ConnectionOpened):
-                    self._connections[event.connection] = self._lifetime_at(event.at)
+                    self._connections[event.connection] = self.timeline.lifetime_at(event.at)
                     self._note(f"connection {event.connection} opened")
                 elif isinstance(event, StreamEnded):
                     self._end(StreamKey(event.connection, event.stream), event.at, event.reason)
@@ -153,10 +131,7 @@ class ProtocolMonitor:
 
     def hold_changed(self, held: bool, at: float) -> None:
         with self._lock:
-            if held:
-                self._holds.append([at, float("inf")])
-            elif self._holds and self._holds[-1][1] == float("inf"):
-                self._holds[-1][1] = at
+            self.timeline.hold_changed(held, at)
             self._note("relay holds the connection" if held else "relay releases it")
 
     def connection_closed(self, connection: int, at: float) -> None:
@@ -180,14 +155,16 @@ class ProtocolMonitor:
             stream = self._streams[decoded.stream] = StreamView(
                 decoded.stream,
                 decoded.delta,
-                self._connections.get(decoded.stream.connection, self._lifetime_at(decoded.at)),
+                self._connections.get(
+                    decoded.stream.connection, self.timeline.lifetime_at(decoded.at)
+                ),
                 decoded.at,
             )
         if isinstance(decoded, XdsRequest):
-            self._note(_describe_request(decoded))
+            self._note(describe_request(decoded))
             self._request(stream, decoded)
         else:
-            self._note(_describe_response(decoded))
+            self._note(describe_response(decoded))
             self._response(stream, decoded)
 
     # ----------------------------------------------------------------- requests
@@ -319,10 +296,7 @@ class ProtocolMonitor:
         for nack in stream.nacks:
             if rules.fingerprint(nack.response) != shape:
                 continue
-            republished = any(
-                p.lifetime == stream.lifetime and nack.at < p.at <= response.at
-                for p in self._publications
-            )
+            republished = self.timeline.republished(stream.lifetime, nack.at, response.at)
             newly = any(
                 view.subscribed_at.get(item.name, 0.0) > nack.at for item in response.resources
             )
@@ -380,7 +354,7 @@ class ProtocolMonitor:
         start = self._clock_start(stream, view, obligation)
         if start is None:
             return False
-        waited = now - start - self._held_between(start, now)
+        waited = now - start - self.timeline.held_between(start, now)
         if waited <= self.answer_bound:
             return False
         what = "the wildcard subscription" if obligation.name is None else repr(obligation.name)
@@ -397,7 +371,7 @@ class ProtocolMonitor:
         self, stream: StreamView, view: TypeView, obligation: Obligation
     ) -> float | None:
         """When the server had what it needed to answer; None while it is exempt."""
-        mine = [p for p in self._publications if p.lifetime == stream.lifetime]
+        mine = self.timeline.of_lifetime(stream.lifetime)
         if not mine:
             return None  # nothing published for the node in this server's lifetime
         start = max(obligation.since, mine[0].at)
@@ -422,9 +396,6 @@ class ProtocolMonitor:
                 return None  # the client reported what it holds, and it is current
         return start
 
-    def _held_between(self, start: float, end: float) -> float:
-        return sum(max(0.0, min(end, stop) - max(start, begin)) for begin, stop in self._holds)
-
     def overdue_at(self) -> float | None:
         """When the earliest open obligation becomes overdue (None: nothing is open)."""
         with self._lock:
@@ -435,7 +406,7 @@ class ProtocolMonitor:
                         start = self._clock_start(stream, view, obligation)
                         if start is None:
                             continue
-                        held = self._held_between(start, self._clock())
+                        held = self.timeline.held_between(start, self._clock())
                         due = start + self.answer_bound + held
                         earliest = due if earliest is None else min(earliest, due)
             return earliest
@@ -490,18 +461,15 @@ class ProtocolMonitor:
     def context(self, seq: int) -> list[str]:
         """The decoded exchange around log entry `seq`."""
         with self._lock:
-            entries = [e for e in self._log if seq - _CONTEXT <= e.seq <= seq + 2]
-        return ["decoded exchange around it:"] + [
-            f"{'>>' if e.seq == seq else '  '} #{e.seq} {e.text}" for e in entries
-        ]
+            return self._log.around(seq)
 
     def log(self, since: int = 0) -> list[str]:
         with self._lock:
-            return [f"#{e.seq} {e.text}" for e in self._log if e.seq > since]
+            return self._log.lines(since)
 
     @property
     def last_seq(self) -> int:
-        return self._seq
+        return self._log.last_seq
 
     # --------------------------------------------------------- client's side
 
@@ -518,47 +486,12 @@ class ProtocolMonitor:
 
     # ------------------------------------------------------------------- helpers
 
-    def _lifetime_at(self, at: float) -> int:
-        return sum(1 for start in self._lifetimes if start <= at)
+    def _lifetime_of(self, connection: int, at: float) -> int:
+        known = self._connections.get(connection)
+        return known if known is not None else self.timeline.lifetime_at(at)
 
     def _note(self, text: str) -> None:
-        self._seq += 1
-        self._log.append(_Entry(self._seq, text))
+        self._log.note(text)
 
     def _find(self, rule: str, strength: Strength, summary: str) -> None:
-        self._findings.append(Finding(rule, strength, summary, self._seq))
-
-
-def _names(names: Iterable[str], limit: int = 6) -> str:
-    items = sorted(names)
-    shown = ", ".join(items[:limit])
-    return f"[{shown}{', ...' if len(items) > limit else ''}]"
-
-
-def _describe_request(request: XdsRequest) -> str:
-    parts = [f"stream {request.stream} envoy -> server {request.type_short}"]
-    if request.error_detail is not None:
-        parts.append("NACK")
-    if request.response_nonce:
-        parts.append(f"nonce={request.response_nonce}")
-    if request.version_info:
-        parts.append(f"version={request.version_info}")
-    if request.resource_names:
-        parts.append(("subscribe=" if request.delta else "names=") + _names(request.resource_names))
-    if request.unsubscribe:
-        parts.append("unsubscribe=" + _names(request.unsubscribe))
-    if request.initial_resource_versions:
-        parts.append("initial=" + _names(name for name, _ in request.initial_resource_versions))
-    if request.error_detail:
-        parts.append(f"error={request.error_detail[:80]!r}")
-    return " ".join(parts)
-
-
-def _describe_response(response: XdsResponse) -> str:
-    parts = [f"stream {response.stream} server -> envoy {response.type_short}"]
-    parts.append(f"version={response.version_info} nonce={response.nonce}")
-    if response.resources:
-        parts.append("resources=" + _names(item.name for item in response.resources))
-    if response.removed:
-        parts.append("removed=" + _names(response.removed))
-    return " ".join(parts)
+        self._findings.append(Finding(rule, strength, summary, self._log.last_seq))

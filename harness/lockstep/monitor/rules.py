@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
-from harness.lockstep.invariants.violation import Strength
 from harness.lockstep.monitor.messages import (
     CLUSTER,
     ENDPOINT,
@@ -29,6 +28,7 @@ from harness.lockstep.monitor.messages import (
     references,
 )
 from harness.lockstep.monitor.view import FULL_STATE_TYPES, StreamView, TypeView
+from harness.lockstep.verdict import Strength
 
 __all__ = [
     "RULES",
@@ -288,9 +288,7 @@ def _reachable_routes(stream: StreamView, resolve: Resolver) -> set[str] | None:
     if listeners is None or not listeners.opened:
         return None
     return {
-        route
-        for _, found in _held_references(stream, LISTENER, resolve)
-        for route in found.routes
+        route for _, found in _held_references(stream, LISTENER, resolve) for route in found.routes
     }
 
 

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 import pytest
 from google.protobuf.message import Message
 
-from harness.lockstep.invariants.violation import Strength
 from harness.lockstep.monitor.messages import (
     CLUSTER,
     ENDPOINT,
@@ -23,6 +22,7 @@ from harness.lockstep.monitor.messages import (
     XdsResponse,
 )
 from harness.lockstep.monitor.monitor import ProtocolMonitor, Published
+from harness.lockstep.verdict import Strength
 from tests.xds.builders import cluster, listener, load_assignment, route_configuration
 
 STREAM = StreamKey(1, 1)

@@ -1,0 +1,69 @@
+"""An update Envoy must reject: how the harness makes one, and waits for the NACK on the wire.
+
+It models a control-plane bug that lets an invalid resource escape validation: one
+RouteConfiguration Envoy holds gains a route whose regex is not RE2, is published directly into
+the cache, and once the wire shows Envoy's NACK the good snapshot is published again. The bad
+content is handed to the protocol monitor, whose `nack` rule accepts NACKs of it and nothing
+else.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from envoy.config.route.v3 import route_pb2
+
+from sut.xds import Resource, ResourceType
+
+if TYPE_CHECKING:
+    from harness.lockstep.stack import Stack
+
+__all__ = ["push_rejected_update"]
+
+
+def push_rejected_update(stack: Stack, timeout: float = 2.0) -> tuple[bool, str]:
+    """Returns whether Envoy NACKed within `timeout`, and the rejected snapshot's version."""
+    node = stack.settings.node_id
+    good = stack.cache.get_snapshot(node)
+    if good is None:
+        return False, ""  # nothing published: nothing to corrupt
+    subscribed = stack.monitor.subscribed(ResourceType.ROUTE.type_url)
+    routes = good.of_type(ResourceType.ROUTE)
+    candidates = sorted(name for name in routes if name in subscribed)
+    if not candidates:
+        return False, ""  # Envoy holds no RouteConfiguration to reject
+    bad = Resource.from_message(_unacceptable(routes[candidates[0]].message()))
+    stack.rejected.append(bad)
+    stack.monitor.rejected(bad.body)
+    rejected = good.replacing(bad)
+    seen = len(stack.monitor.nacks)
+    stack.cache.set_snapshot(node, rejected)
+    stack.published(rejected)
+    nacked = _wait_for_nack(stack, seen, timeout)
+    stack.cache.set_snapshot(node, good)
+    stack.published(good)
+    return nacked, rejected.version
+
+
+def _unacceptable(message: object) -> route_pb2.RouteConfiguration:
+    config = route_pb2.RouteConfiguration()
+    config.CopyFrom(message)
+    host = config.virtual_hosts.add(name="routeproof-rejected", domains=["rejected.invalid"])
+    route = host.routes.add(name="routeproof-rejected")
+    route.match.safe_regex.regex = "(?=lookahead-is-not-re2)"
+    route.direct_response.status = 200
+    return config
+
+
+def _wait_for_nack(stack: Stack, seen: int, timeout: float) -> bool:
+    """Until the wire shows a NACK beyond the first `seen` (polled with a deadline: the monitor
+    decodes the relay's bytes on demand)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stack.monitor.sync()
+        if len(stack.monitor.nacks) > seen:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
