@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(PY) -m harness check --xds both
 
 test: $(STAMP) lint typecheck
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -38,7 +38,7 @@ goldens: $(STAMP)
 	$(PY) -m pytest -q tests/translate --update-goldens
 
 mutants-table: $(STAMP)
-	$(PY) -m harness mutants --xds both --readme README.md
+	$(PY) -m harness mutants --xds both --readme README.md --witnesses tests/harness_commands/witnesses
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

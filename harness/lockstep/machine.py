@@ -207,6 +207,14 @@ class _Machine(RuleBasedStateMachine):
         """The initial world's routes enter the Bundle (no operation runs)."""
         return multiple(*sorted(self.route_names))
 
+    @initialize(fail_open=st.booleans())
+    def extension_deployment(self, fail_open: bool) -> None:
+        """Whether the extension fails open is a deployment setting (Envoy Gateway's
+        `failOpen`), not something operators flip mid-flight: half the examples start with it on,
+        instead of waiting for the toggle rule to come up. The toggle stays a rule."""
+        if fail_open and self._has_extension:
+            self._do(SetFailOpen(True))
+
     @precondition(lambda self: len(self.route_names) < MAX_ROUTES)
     @rule(target=routes, data=st.data())
     def create_route(self, data: st.DataObject) -> str:

@@ -12,7 +12,7 @@ from concurrent import futures
 import grpc
 import pytest
 
-from harness.loopback.relay import TcpRelay
+from harness.loopback.relay import Direction, TcpRelay
 
 
 class TcpServer:
@@ -335,3 +335,117 @@ def test_grpc_stream_passes_through_and_is_cut(grpc_echo):
             assert relay.connections_accepted >= 2
         finally:
             channel.close()
+
+
+# -- the tap: what the relay delivers, as a passive observer sees it --------------------------
+
+
+class RawTap:
+    """Records every tap call as it comes, from the relay thread."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, ...]] = []
+        self.lock = threading.Lock()
+
+    def connection_opened(self, connection: int, at: float) -> None:
+        self._add("opened", connection)
+
+    def delivered(self, connection: int, direction: Direction, data: bytes, at: float) -> None:
+        self._add("delivered", connection, direction, data)
+
+    def connection_closed(self, connection: int, at: float) -> None:
+        self._add("closed", connection)
+
+    def hold_changed(self, held: bool, at: float) -> None:
+        self._add("hold", held)
+
+    def _add(self, *call: object) -> None:
+        with self.lock:
+            self.calls.append(call)
+
+    def snapshot(self) -> list[tuple[object, ...]]:
+        with self.lock:
+            return list(self.calls)
+
+    def bytes_of(self, connection: int, direction: Direction) -> bytes:
+        return b"".join(
+            c[3]  # type: ignore[misc]
+            for c in self.snapshot()
+            if c[0] == "delivered" and c[1] == connection and c[2] == direction
+        )
+
+
+def test_tap_sees_exactly_what_each_side_received_through_hold_release_and_cut(upstream):
+    tap = RawTap()
+    with TcpRelay(upstream.endpoint, tap=tap) as relay:
+        with socket.create_connection(relay.endpoint, timeout=5) as sock:
+            sock.sendall(b"hello")
+            assert upstream.wait_received(5, 5) == b"hello"
+            assert recv_exactly(sock, 5) == b"hello"
+            relay.hold()
+            relay.hold()  # no change, no call
+            sock.sendall(b"held")
+            relay.release()
+            assert upstream.wait_received(9, 5) == b"helloheld"
+            assert recv_exactly(sock, 4) == b"held"
+            relay.hold()
+            sock.sendall(b"lost")
+            assert relay.cut() == 1
+            assert sock.recv(10) == b""
+        relay.release()
+        assert relay.wait_until(lambda r: r.connection_count == 0, 5)
+        with socket.create_connection(relay.endpoint, timeout=5) as second:
+            second.sendall(b"again")
+            assert recv_exactly(second, 5) == b"again"
+            assert relay.wait_until(lambda r: tap.bytes_of(2, "to_client") == b"again", 5)
+    calls = tap.snapshot()
+    assert upstream.wait_received(14, 5) == b"helloheldagain"
+    assert tap.bytes_of(1, "to_server") == b"helloheld"  # "lost" was held, then cut
+    assert tap.bytes_of(1, "to_client") == b"helloheld"
+    assert tap.bytes_of(2, "to_server") == b"again"
+    kinds = [c for c in calls if c[0] != "delivered"]
+    assert kinds == [
+        ("opened", 1),
+        ("hold", True),
+        ("hold", False),
+        ("hold", True),
+        ("closed", 1),
+        ("hold", False),
+        ("opened", 2),
+        ("closed", 2),
+    ]
+    # Held bytes count when released: "held" is delivered after the release.
+    released = calls.index(("hold", False))
+    assert ("delivered", 1, "to_server", b"held") in calls[released:]
+
+
+def test_refused_connections_are_not_reported_and_a_failing_tap_breaks_nothing(upstream, caplog):
+    class Failing(RawTap):
+        def delivered(self, connection: int, direction: Direction, data: bytes, at: float) -> None:
+            super().delivered(connection, direction, data, at)
+            raise RuntimeError("tap broke")
+
+    tap = Failing()
+    with TcpRelay(upstream.endpoint) as relay:
+        relay.refuse()
+        with socket.create_connection(relay.endpoint, timeout=5) as refused:
+            assert refused.recv(10) == b""
+        relay.refuse(False)
+        relay.hold()
+        relay.set_tap(tap)  # a tap set while held is told so
+        relay.release()
+        with socket.create_connection(relay.endpoint, timeout=5) as sock:
+            sock.sendall(b"ping")
+            assert recv_exactly(sock, 4) == b"ping"
+        assert relay.wait_until(lambda r: r.connection_count == 0, 5)
+        assert relay.connections_refused == 1
+    calls = tap.snapshot()
+    assert [c for c in calls if c[0] != "delivered"] == [
+        ("hold", True),
+        ("hold", False),
+        ("opened", 1),  # serials count forwarded connections only: the refused one had none
+        ("closed", 1),
+    ]
+    assert tap.bytes_of(1, "to_server") == b"ping"
+    assert tap.bytes_of(1, "to_client") == b"ping"
+    assert "relay tap failed" in caplog.text

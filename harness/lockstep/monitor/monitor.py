@@ -289,7 +289,8 @@ class ProtocolMonitor:
                 self._received[(resource.type_url, resource.name, resource.version)] = resource
 
     def _check_resend(self, stream: StreamView, view: TypeView, response: XdsResponse) -> None:
-        """Rule `nack-resend`."""
+        """Rule `nack-resend` (MUST; xds_protocol.rst "ACK/NACK and resource type instance
+        version", "When to send an update"). A new stream cannot know of an old one's NACK."""
         if not stream.nacks:
             return
         shape = rules.fingerprint(response)
@@ -319,7 +320,11 @@ class ProtocolMonitor:
     # ------------------------------------------------------------- obligations
 
     def _answer(self, stream: StreamView, view: TypeView, response: XdsResponse) -> None:
-        """Rule `answered`: discharge what this response answers; a late answer is a finding."""
+        """Rule `answered` (MUST; xds_protocol.rst "How the client specifies what resources to
+        return", "Knowing When a Requested Resource Does Not Exist", "Subscribing to
+        Resources"): discharge what this response answers; a late answer is a finding. Delta:
+        the resource, its name in removed_resources, or a Resource with no body; SotW Listener
+        and Cluster: any response of the type (a name left out does not exist)."""
         answered: list[str | None] = [None]
         if not response.delta and response.type_url in FULL_STATE_TYPES:
             answered += list(view.obligations)

@@ -166,7 +166,9 @@ def fingerprint(response: XdsResponse) -> tuple[object, ...]:
 
 
 def nonce_findings(stream: StreamView, response: XdsResponse) -> list[str]:
-    """Rule `nonce`."""
+    """Rule `nonce` (MUST; xds_protocol.rst "Basic Protocol Overview", discovery.proto
+    DeltaDiscoveryResponse.nonce): a nonce is how a request names the response it settles, so
+    one reused on a stream makes an ACK ambiguous."""
     if not response.nonce:
         return [f"{response.type_short} response without a nonce"]
     if response.nonce in stream.nonces:
@@ -176,7 +178,9 @@ def nonce_findings(stream: StreamView, response: XdsResponse) -> list[str]:
 
 @attrs.define
 class IdentityMap:
-    """(type, name, version) -> content digest, per server lifetime and across lifetimes."""
+    """Rules `resource-identity` (MUST within one server's lifetime; xds/core/v3/resource.proto
+    Resource.version) and `resource-identity-across-restarts` (SHOULD; xds_protocol.rst
+    "ACK/NACK and resource type instance version"): (type, name, version) -> content digest."""
 
     seen: dict[tuple[str, str, str], tuple[str, int]] = attrs.Factory(dict)
 
@@ -203,8 +207,9 @@ class IdentityMap:
 
 
 def unasked_findings(view: TypeView, response: XdsResponse) -> list[str]:
-    """Rule `nothing-unasked`: only for a non-wildcard subscription. A response may cross a
-    newer request on the wire, so any name subscribed since the previous response counts."""
+    """Rule `nothing-unasked` (SHOULD; xds_protocol.rst "How the client specifies what
+    resources to return"): only for a non-wildcard subscription. A response may cross a newer
+    request on the wire, so any name subscribed since the previous response counts."""
     if view.wildcard:
         return []
     asked = view.recent | view.subscribed
@@ -242,9 +247,10 @@ def _held_references(
 
 
 def make_findings(stream: StreamView, response: XdsResponse) -> list[str]:
-    """Rule `make-before-break`, make half: a RouteConfiguration names only Clusters the client
-    holds, or received earlier on this stream (Listeners and Clusters may arrive before what
-    they name: they warm)."""
+    """Rule `make-before-break`, make half (SHOULD; xds_protocol.rst "Eventual consistency
+    considerations"): a RouteConfiguration names only Clusters the client holds, or received
+    earlier on this stream (Listeners and Clusters may arrive before what they name: they
+    warm)."""
     if response.type_url != ROUTE:
         return []
     clusters = stream.types.get(CLUSTER)
@@ -295,9 +301,10 @@ def _reachable_routes(stream: StreamView, resolve: Resolver) -> set[str] | None:
 def break_findings(
     stream: StreamView, response: XdsResponse, removed: Iterable[str], resolve: Resolver
 ) -> list[str]:
-    """Rule `make-before-break`, break half: a Cluster goes only once no RouteConfiguration the
-    client holds names it; a RouteConfiguration once no Listener does; a ClusterLoadAssignment
-    once no Cluster does."""
+    """Rule `make-before-break`, break half (SHOULD; xds_protocol.rst "Eventual consistency
+    considerations": stale Clusters and endpoints "no longer being referenced" go last): a
+    Cluster goes only once no RouteConfiguration the client holds and uses names it; a
+    RouteConfiguration once no Listener does; a ClusterLoadAssignment once no Cluster does."""
     parent = _PARENTS.get(response.type_url)
     if parent is None:
         return []
@@ -318,7 +325,9 @@ def break_findings(
 
 
 def removal_findings(view: TypeView, response: XdsResponse) -> list[str]:
-    """Rule `removals` (Delta)."""
+    """Rule `removals` (SHOULD; discovery.proto DeltaDiscoveryResponse.removed_resources,
+    xds_protocol.rst "Deleting Resources"), Delta only: what is removed is what the client
+    held, reported, or asked for on this stream."""
     if not response.delta:
         return []
     known = set(view.held) | set(view.reported) | view.ever_subscribed
