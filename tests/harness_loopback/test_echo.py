@@ -156,6 +156,26 @@ def test_fleet_scales_up_down_and_to_zero():
     assert all(not backend.running for backend in everything)
 
 
+def test_fleet_runs_the_pods_it_is_told_by_name():
+    """The model names pods (`<service>-<n>`, never reused); the fleet starts and stops exactly
+    those, so a withdrawn pod can keep serving until the proxy stops naming it."""
+    with EchoFleet() as fleet:
+        fleet.start_pods("ns", "web", ["web-0", "web-1"])
+        fleet.start_pods("ns", "web", ["web-1"])  # already running: nothing happens
+        assert [b.pod for b in fleet.backends("ns", "web")] == ["web-0", "web-1"]
+        address = fleet.endpoint_of("ns", "web-1")
+        assert address is not None
+        assert EchoReply.from_json(probe(*address, host="h").body).pod == "web-1"
+        fleet.stop_pods(["web-1", "unknown-7"])
+        assert [b.pod for b in fleet.backends("ns", "web")] == ["web-0"]
+        assert fleet.endpoint_of("ns", "web-1") is None
+        assert probe(*address, host="h").error_kind == "refused"
+        fleet.scale("ns", "web", 2)  # names of its own continue after the given ones
+        assert [b.pod for b in fleet.backends("ns", "web")] == ["web-0", "web-2"]
+        with pytest.raises(ValueError, match="not named"):
+            fleet.start_pods("ns", "web", ["api-0"])
+
+
 def test_fleet_rejects_negative_replicas():
     with EchoFleet() as fleet, pytest.raises(ValueError):
         fleet.scale("ns", "web", -1)

@@ -395,10 +395,14 @@ class ProtocolMonitor:
                 appeared = publication.at
             start = max(start, appeared)
         if obligation.reported_version is not None:
+            # The client said what it holds: if that was current when it subscribed (or at the
+            # first publication after), there is nothing to answer; later changes are updates,
+            # which convergence judges, not this subscription.
             held = self._received.get((view.type_url, name, obligation.reported_version))
-            body = latest.get((view.type_url, name))
+            then = [p for p in mine if p.at <= obligation.since][-1:] or mine[:1]
+            body = then[0].resources.get((view.type_url, name))
             if held is not None and held.body == body and body is not None:
-                return None  # the client reported what it holds, and it is current
+                return None
         return start
 
     def overdue_at(self) -> float | None:

@@ -560,3 +560,19 @@ def test_a_route_configuration_no_held_listener_uses_does_not_hold_its_clusters(
     watcher.observe(response(100.04, LISTENER, [], nonce="4", delta=False, version="v2"))
     watcher.observe(response(100.05, CLUSTER, [], nonce="5", delta=False, version="v2"))
     assert rules_broken(watcher) == {}
+
+
+def test_a_reported_version_current_when_subscribed_stays_exempt_after_later_changes():
+    """A reconnecting client that holds the current content owes the server nothing to answer;
+    a change published later is an update (convergence judges it), not an unanswered
+    subscription."""
+    clock = Clock()
+    watcher = monitor(clock, EVERYTHING)
+    old, new = StreamKey(1, 1), StreamKey(2, 1)
+    watcher.observe(request(100.0, ROUTE, ["rc"], stream=old))
+    watcher.observe(response(100.01, ROUTE, [item(ROUTE, "rc", RC_A, "va")], nonce="1", stream=old))
+    watcher.observe(request(101.0, ROUTE, ["rc"], initial=[("rc", "va")], stream=new))
+    watcher.published(Published(105.0, 1, {**EVERYTHING, (ROUTE, "rc"): RC_B}))
+    watcher.observe(response(106.0, ROUTE, [item(ROUTE, "rc", RC_B, "vb")], nonce="2", stream=new))
+    clock.now = 200.0
+    assert rules_broken(watcher) == {}
