@@ -176,8 +176,9 @@ MUTANTS: dict[str, MutantSpec] = {
             "removals-unscoped",
             "xds delta stream bookkeeping",
             frozenset({"delta"}),
-            "removed_resources come from every name of the type the stream saw in any snapshot,"
-            " so a client is told to remove names it never held or asked for",
+            "removed_resources come from every name of the type the server saw in any snapshot"
+            " for the node, on this stream or an earlier one, so a client is told to remove names"
+            " it never held or asked for (one created and deleted while it was away)",
             listed=False,
         ),
         MutantSpec(

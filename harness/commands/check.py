@@ -191,8 +191,8 @@ def format_counterexample(failure: Failure, replay_command: str) -> str:
     for violation in failure.violations:
         lines += ["  " + line for line in violation.describe().splitlines()]
     if failure.exchanges:
-        lines.append("xDS exchange during that step (in order):")
-        lines += [f"  {exchange.describe()}" for exchange in failure.exchanges]
+        lines.append("xDS exchange on the wire during that step (decoded by the monitor):")
+        lines += [f"  {exchange}" for exchange in failure.exchanges]
     lines.append(f"replay: {replay_command}")
     return "\n".join(lines)
 
@@ -274,9 +274,9 @@ def replay(
                     say(violation.describe())
                 exchanges = session.exchanges_of_step()
                 if exchanges:
-                    say("xDS exchange during that step (in order):")
+                    say("xDS exchange on the wire during that step (decoded by the monitor):")
                     for exchange in exchanges:
-                        say(f"  {exchange.describe()}")
+                        say(f"  {exchange}")
                 return violations
         return []
     finally:

@@ -60,7 +60,6 @@ from harness.lockstep.worlds import (
     SERVICES,
 )
 from model import Backend, Match, Route, Rule
-from sut.xds import Exchange
 
 __all__ = ["BudgetSpent", "Failure", "Progress", "machine_for", "route_strategy"]
 
@@ -70,16 +69,28 @@ FAULTS = ("unavailable", "hang", "internal", "invalid-reject", "invalid-dangling
 HOOKS = (None, "PostTranslateModify", "PostRouteModify")
 
 
-ROUTE_CHANGES = ("create-route", "update-route", "delete-route")
-ROUTE_CHANGE_WEIGHT = 3
-"""HTTPRoutes churn far more than listeners, policies or the extension (every deploy touches
-them), so the compound rules draw each route change this many times as often as any other."""
+CHANGE_KINDS = (
+    "create-route",
+    "update-route",
+    "delete-route",
+    "add-listener",
+    "remove-listener",
+    "scale",
+    "backend-policy",
+    "extension-fault",
+    "extension-recover",
+    "fail-open",
+    "resync",
+)
+"""What the compound rules may do in a row. A resync is among them: a controller's periodic
+resync can come at any moment, and it is what makes an extension change take effect."""
 
 
-def _weighted(kinds: list[str]) -> st.SearchStrategy[str]:
-    return st.sampled_from(
-        [kind for kind in kinds for _ in range(ROUTE_CHANGE_WEIGHT if kind in ROUTE_CHANGES else 1)]
-    )
+def _swarm() -> st.SearchStrategy[frozenset[str]]:
+    """Swarm testing for the compound rules, as Hypothesis does for the rules themselves: each
+    example enables a random subset of the change kinds, so no fixed weight starves a short
+    path (an extension change then a resync; a burst of route creations)."""
+    return st.sets(st.sampled_from(CHANGE_KINDS), min_size=1).map(frozenset)
 
 
 def _rules() -> st.SearchStrategy[tuple[Rule, ...]]:
@@ -123,7 +134,8 @@ class Failure:
     steps: tuple[tuple[Operation, ...], ...]
     """The operations of each step, as the machine checked them (a compound rule is one step)."""
     violations: tuple[Violation, ...]
-    exchanges: tuple[Exchange, ...]
+    exchanges: tuple[str, ...]
+    """The xDS exchange of the failing step, decoded from the wire by the monitor."""
     error: str = ""
 
     @property
@@ -173,6 +185,8 @@ class _Machine(RuleBasedStateMachine):
         self.session = Session(self.stack_settings)
         self.next_created = 10
         """Creation timestamps of new routes, after every route of the initial world."""
+        self.enabled: frozenset[str] = frozenset(CHANGE_KINDS)
+        """The change kinds compound rules may draw in this example (swarm testing)."""
         self.progress.examples += 1
         self.session.start()
 
@@ -207,11 +221,13 @@ class _Machine(RuleBasedStateMachine):
         """The initial world's routes enter the Bundle (no operation runs)."""
         return multiple(*sorted(self.route_names))
 
-    @initialize(fail_open=st.booleans())
-    def extension_deployment(self, fail_open: bool) -> None:
+    @initialize(fail_open=st.booleans(), enabled=_swarm())
+    def extension_deployment(self, fail_open: bool, enabled: frozenset[str]) -> None:
         """Whether the extension fails open is a deployment setting (Envoy Gateway's
         `failOpen`), not something operators flip mid-flight: half the examples start with it on,
-        instead of waiting for the toggle rule to come up. The toggle stays a rule."""
+        instead of waiting for the toggle rule to come up. The toggle stays a rule. Also draws
+        the change kinds this example's compound rules use (`_swarm`)."""
+        self.enabled = enabled
         if fail_open and self._has_extension:
             self._do(SetFailOpen(True))
 
@@ -317,20 +333,27 @@ class _Machine(RuleBasedStateMachine):
     def _change_and_undo(self, data: st.DataObject) -> None:
         # A recovery has no exact undo (it would need the faults it cleared), nor has a fault
         # on top of others (its undo, a recovery, would clear them too).
-        kinds = [kind for kind in self._change_kinds() if kind != "extension-recover"]
+        kinds = [
+            kind for kind in self._change_kinds() if kind not in ("extension-recover", "resync")
+        ]
         extension = self.session.model.extension
         if extension is not None and extension.failing is not None:
             kinds.remove("extension-fault")
-        change = self._draw_change(data, data.draw(_weighted(kinds), label="change"))
+        change = self._draw_change(data, data.draw(self._sampled(kinds), label="change"))
         undo = change.undo(self.session.model)
         assert undo is not None, f"{change.kind} has no undo"
         self._do(change)
         self._do(undo)
 
+    def _sampled(self, kinds: list[str]) -> st.SearchStrategy[str]:
+        """Among `kinds`, those this example enabled (all of them if it enabled none)."""
+        enabled = [kind for kind in kinds if kind in self.enabled]
+        return st.sampled_from(enabled or kinds)
+
     def _change_kinds(self) -> list[str]:
         """The changes of the Gateway API world or of the extension possible right now."""
         world = self.session.world
-        kinds = ["scale", "backend-policy"]
+        kinds = ["scale", "backend-policy", "resync"]
         if len(self.route_names) < MAX_ROUTES:
             kinds.append("create-route")
         if self.route_names:
@@ -349,7 +372,7 @@ class _Machine(RuleBasedStateMachine):
     def _draw_change(self, data: st.DataObject, kind: str | None = None) -> Operation:
         """One change of `kind` (any possible kind when None), drawn from the catalogue."""
         if kind is None:
-            kind = data.draw(_weighted(self._change_kinds()), label="change")
+            kind = data.draw(self._sampled(self._change_kinds()), label="change")
         world = self.session.world
         routes = sorted(self.route_names)
         present = sorted(item.name for item in world.listeners)
@@ -377,6 +400,8 @@ class _Machine(RuleBasedStateMachine):
             return ExtensionFault(fault, hook)
         if kind == "fail-open":
             return SetFailOpen(data.draw(st.booleans()))
+        if kind == "resync":
+            return Resync()
         return ExtensionRecover(data.draw(st.booleans()))
 
     @precondition(lambda self: not self.session.held)

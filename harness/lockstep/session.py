@@ -53,7 +53,7 @@ from model import (
     expected_through,
     pod_name,
 )
-from sut.xds import Exchange, Snapshot, consistency_errors
+from sut.xds import Snapshot, consistency_errors
 
 __all__ = ["Session", "Step"]
 
@@ -171,8 +171,8 @@ class Session:
         return self._step.window if self._step is not None else None
 
     def _begin_step(self) -> None:
-        exchanges = self.stack.exchanges()
-        self.step_started_seq = exchanges[-1].seq if exchanges else 0
+        self.stack.monitor.sync()
+        self.step_started_seq = self.stack.monitor.last_seq
         addresses = Addresses.of(self.stack.listener_ports(), self.stack.origins)
         requests = list(probe_requests(self.world))
         self._window_offset = (self._window_offset + WINDOW_STRIDE) % max(len(requests), 1)
@@ -277,6 +277,7 @@ class Session:
 
     # ---------------------------------------------------------------- reports
 
-    def exchanges_of_step(self, limit: int = 60) -> list[Exchange]:
-        exchanges = self.stack.exchanges(self.step_started_seq)
-        return exchanges[:limit]
+    def exchanges_of_step(self, limit: int = 60) -> list[str]:
+        """The xDS exchange of the last step as the monitor decoded it from the wire."""
+        self.stack.monitor.sync()
+        return self.stack.monitor.log(since=self.step_started_seq)[:limit]

@@ -111,8 +111,9 @@ class DeltaStream(AdsStream):
         existing = self._existing(state.type)
         candidates = set(state.known) | state.resend
         if "removals-unscoped" in self.mutants:
-            # The bug: every name the stream has seen counts, held or asked for or not.
-            candidates |= self._seen[state.type]
+            # The bug: every name the server has seen for the node counts (on this stream or on
+            # an earlier one), held or asked for or not.
+            candidates |= self._node_seen(state.type)
         elif not state.wildcard:
             candidates &= state.subscribed
         return sorted(name for name in candidates if name not in existing)
@@ -127,8 +128,18 @@ class DeltaStream(AdsStream):
             removed=tuple(removals),
         )
 
+    def _node_seen(self, resource_type: ResourceType) -> set[str]:
+        """The mutant's memory: this stream's names, and the node's from earlier streams."""
+        if self.served is None or not self.node_id:
+            return self._seen[resource_type]
+        shared = self.served.names_seen(self.node_id, resource_type)
+        shared |= self._seen[resource_type]
+        return shared
+
     def _commit(self, state: _TypeState, outgoing: Outgoing) -> object:
         self._seen[state.type].difference_update(outgoing.removed)
+        if "removals-unscoped" in self.mutants:
+            self._node_seen(state.type).difference_update(outgoing.removed)
         return super()._commit(state, outgoing)
 
     def _to_proto(self, outgoing: Outgoing) -> discovery_pb2.DeltaDiscoveryResponse:

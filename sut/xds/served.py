@@ -32,6 +32,7 @@ class ServedSets:
         self._sets: collections.OrderedDict[tuple[str, ResourceType, str], dict[str, Resource]] = (
             collections.OrderedDict()
         )
+        self._names: dict[tuple[str, ResourceType], set[str]] = {}
 
     def record(
         self, node: str, resource_type: ResourceType, version: str, resources: Iterable[Resource]
@@ -44,6 +45,12 @@ class ServedSets:
             self._sets[key] = found
             while len(self._sets) > self._limit:
                 self._sets.popitem(last=False)
+
+    def names_seen(self, node: str, resource_type: ResourceType) -> set[str]:
+        """A per-node set of names, shared by the node's streams (the `removals-unscoped`
+        mutant's memory of every name it saw; the correct streams never use it)."""
+        with self._lock:
+            return self._names.setdefault((node, resource_type), set())
 
     def lookup(
         self, node: str, resource_type: ResourceType, version: str

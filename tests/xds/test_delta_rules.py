@@ -7,7 +7,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 
 from sut.errors import RemoteProtocolError
 from sut.mutants import Mutants
-from sut.xds import DeltaStream, ResourceType
+from sut.xds import DeltaStream, ResourceType, ServedSets
 from tests.xds.builders import delta_request, names_of, type_of, world
 
 LDS, RDS, CDS, EDS = (
@@ -222,3 +222,29 @@ def test_mutant_removals_unscoped_removes_a_name_the_client_never_had():
     # Told once: after the ACK the stream has nothing left to say.
     assert ack(stream, rds) == []
     assert stream.converged()
+
+
+def test_mutant_removals_unscoped_tells_a_new_stream_of_names_an_old_one_saw():
+    """The mutant's memory is the node's: a Cluster created and deleted while the client was
+    away (sent on a stream that broke before it arrived) is removed on the next stream, though
+    the client never had it; the correct stream removes only what the client reports."""
+    now = world({"r1": ("c1",)})
+    held = {kind: {n: r.version for n, r in now.of_type(kind).items()} for kind in (CDS, LDS)}
+    for mutants, expected in ((Mutants(), set()), (Mutants.of(["removals-unscoped"]), {"c2"})):
+        served = ServedSets()
+        old = DeltaStream(mutants=mutants, served=served)
+        old.receive(delta_request(CDS))
+        old.on_snapshot(world({"r1": ("c1", "c2")}))  # c2 sent, but the stream breaks
+        new = DeltaStream(mutants=mutants, served=served)
+        new.on_snapshot(now)
+        pending = list(new.receive(delta_request(CDS, initial=held[CDS])))
+        pending += new.receive(delta_request(EDS, ["c1"]))
+        pending += new.receive(delta_request(LDS, initial=held[LDS]))
+        pending += new.receive(delta_request(RDS, ["r1"]))
+        removed: set[str] = set()
+        while pending:
+            response = pending.pop(0)
+            if type_of(response) is CDS:
+                removed |= set(response.removed_resources)
+            pending += ack(new, response)
+        assert removed == expected
