@@ -69,6 +69,14 @@ def test_the_window_allows_only_answers_of_configurations_passed_through():
     assert violation.invariant == "hitless" and "1 of 2" in violation.summary
 
 
+def test_the_window_leaves_out_probes_without_an_answer_in_time():
+    late = Sample(REQUEST, 0.0, ProbeResult(status=None, error="timed out", error_kind="timeout"))
+    refused = Sample(REQUEST, 0.0, ProbeResult(status=None, error="refused", error_kind="refused"))
+    allowed = {REQUEST: frozenset({Status(404)})}
+    assert window_violations([late], allowed.__getitem__, {}) == []
+    assert window_violations([refused], allowed.__getitem__, {})
+
+
 def test_the_window_leaves_out_listeners_that_moved():
     allowed = {OTHER: frozenset({Status(404)})}
     moved = {(8081, "http"): ("127.0.0.1", 1)}

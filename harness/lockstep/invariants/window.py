@@ -10,7 +10,9 @@ after the step must not get anything else in between; one whose outcome changes 
 answer of a configuration the proxy may pass through (`ModelState.passing`: the old one, what a
 held connection queued, the new one). Steps that restart the proxy are not hitless by nature,
 and requests to a listener that serves on another address after the step are left out (a
-listener replaced rather than updated in place binds a new port).
+listener replaced rather than updated in place binds a new port), as are probes that got no
+answer in time (on a loaded machine that is latency, not a wrong answer; the sweep after the
+step still judges every request).
 """
 
 from __future__ import annotations
@@ -99,6 +101,8 @@ def window_violations(
     for sample in samples:
         if (sample.request.port, sample.request.scheme) in moved:
             continue
+        if sample.result.error_kind == "timeout":
+            continue  # no answer in time says nothing about which configuration served it
         actual = observed_outcome(sample.result)
         expected = allowed(sample.request)
         if actual not in expected:
