@@ -45,7 +45,7 @@ def test_the_witness_kills_the_mutant_and_the_sut_passes_it(name, mode):
     assert path.exists(), f"no witness for {name} in {mode}: run `make mutants-table`"
     settings, steps = load_replay(path)
     assert settings == mutant_settings(mode, Mutants.of([name])), "witness of other settings"
-    assert steps, "a witness has at least one step"
+    # No step at all: the initial state already tells the mutant apart.
     killed = any(replay(settings, steps, say=_quiet) for _ in range(ATTEMPTS))
     assert killed, f"{name} ({mode}) was not caught by its witness in {ATTEMPTS} replays"
     clean = attrs.evolve(settings, mutants=Mutants())

@@ -69,11 +69,14 @@ def test_the_window_allows_only_answers_of_configurations_passed_through():
     assert violation.invariant == "hitless" and "1 of 2" in violation.summary
 
 
-def test_the_window_leaves_out_probes_without_an_answer_in_time():
+def test_the_window_leaves_out_probes_without_an_answer():
     late = Sample(REQUEST, 0.0, ProbeResult(status=None, error="timed out", error_kind="timeout"))
+    cut = Sample(
+        REQUEST, 0.0, ProbeResult(status=None, error="IncompleteRead", error_kind="closed")
+    )
     refused = Sample(REQUEST, 0.0, ProbeResult(status=None, error="refused", error_kind="refused"))
     allowed = {REQUEST: frozenset({Status(404)})}
-    assert window_violations([late], allowed.__getitem__, {}) == []
+    assert window_violations([late, cut], allowed.__getitem__, {}) == []
     assert window_violations([refused], allowed.__getitem__, {})
 
 
