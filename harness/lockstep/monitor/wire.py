@@ -27,6 +27,11 @@ Rules of this module (see WIRE_FACTS.md):
 6. Anything undecodable (an h2 protocol error, a compressed message) is one `DecodeProblem`;
    that connection's decoding stops there. Other connections are unaffected, and nothing
    raises out of `feed` or `drain`.
+7. A message is complete when its last byte is delivered, not when the DATA frame carrying it
+   is: a gRPC peer parses DATA as it arrives, so a server may answer a request whose frame
+   goes on with the next message. h2 only hands over whole frames, so `_Reframer` splits the
+   delivered part of an unfinished DATA frame into a frame of its own (HTTP/2 lets DATA be
+   re-framed; END_STREAM stays on the last piece). Every other frame reaches h2 whole.
 """
 
 from __future__ import annotations
@@ -190,6 +195,50 @@ class _Stop(Exception):
     """Decoding of this connection stops; `detail` says why."""
 
 
+_FRAME_HEADER = 9
+_CLIENT_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_DATA, _END_STREAM, _PADDED = 0x0, 0x1, 0x8
+
+
+class _Reframer:
+    """Rule 7: one direction's bytes as h2 should see them, the delivered part of an unfinished
+    DATA frame handed over as a DATA frame of its own. Reads frame headers only (length, type,
+    flags); everything else is h2's."""
+
+    def __init__(self, *, preface: bool) -> None:
+        self._pending = bytearray()
+        self._preface = len(_CLIENT_PREFACE) if preface else 0
+
+    def feed(self, data: bytes) -> bytes:
+        self._pending += data
+        out = bytearray()
+        if self._preface:
+            taken = min(self._preface, len(self._pending))
+            out += self._pending[:taken]
+            del self._pending[:taken]
+            self._preface -= taken
+            if self._preface:
+                return bytes(out)
+        while len(self._pending) >= _FRAME_HEADER:
+            length = int.from_bytes(self._pending[:3], "big")
+            kind, flags = self._pending[3], self._pending[4]
+            whole = _FRAME_HEADER + length
+            if len(self._pending) >= whole:
+                out += self._pending[:whole]
+                del self._pending[:whole]
+                continue
+            available = len(self._pending) - _FRAME_HEADER
+            if kind != _DATA or flags & _PADDED or available == 0:
+                break  # wait for the whole frame
+            stream = bytes(self._pending[5:9])
+            piece = flags & ~_END_STREAM
+            out += available.to_bytes(3, "big") + bytes([_DATA, piece]) + stream
+            out += self._pending[_FRAME_HEADER:]
+            rest = length - available
+            self._pending[:] = rest.to_bytes(3, "big") + bytes([_DATA, flags]) + stream
+        return bytes(out)
+
+
 class ConnectionDecoder:
     """Decodes one TCP connection's two byte streams into gRPC messages. Pure: no I/O, no threads.
 
@@ -201,6 +250,10 @@ class ConnectionDecoder:
         self._endpoints: dict[Direction, h2.connection.H2Connection] = {
             "to_server": _passive_endpoint(client_side=False),
             "to_client": _passive_endpoint(client_side=True),
+        }
+        self._reframers: dict[Direction, _Reframer] = {
+            "to_server": _Reframer(preface=True),
+            "to_client": _Reframer(preface=False),
         }
         self._streams: dict[int, _Stream] = {}
         self._failed = False
@@ -222,7 +275,8 @@ class ConnectionDecoder:
         events: list[WireEvent] = []
         endpoint = self._endpoints[direction]
         try:
-            for event in endpoint.receive_data(data):
+            framed = self._reframers[direction].feed(data)
+            for event in endpoint.receive_data(framed) if framed else ():
                 self._on_h2_event(direction, event, at, events)
         except h2.exceptions.ProtocolError as error:
             detail = f"HTTP/2 from the {_PEER[direction]}: {type(error).__name__}: {error}"

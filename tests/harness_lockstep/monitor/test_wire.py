@@ -445,3 +445,34 @@ def test_grpc_through_the_relay_decodes_to_the_messages_sent(grpc_echo):
     (ended,) = [e for e in events if isinstance(e, StreamEnded)]
     assert ended.reason == "trailers grpc-status=0"
     assert isinstance(events[0], ConnectionOpened) and isinstance(events[-1], ConnectionClosed)
+
+
+def test_a_message_ending_inside_a_data_frame_is_whole_before_the_frame_is():
+    """A gRPC peer parses DATA as it arrives: a server may answer a request whose DATA frame
+    goes on with the next message. So the decoder hands h2 the delivered part of an unfinished
+    DATA frame, and a message completes with its last byte, not with its frame (found when the
+    monitor saw Envoy's SDS request after the server's answer to it)."""
+    conversation = Conversation(big_frames=True)
+    stream = conversation.open(ADS_SOTW)
+    first, second = sotw_request(["a"]), sotw_request(["b"] * 4000)
+    before = len(conversation.deliveries)
+    conversation.send("to_server", stream, first, second)  # one DATA frame carries both
+    (delivery,) = [
+        data for direction, data in conversation.deliveries[before:] if direction == "to_server"
+    ]
+    decoder = ConnectionDecoder(1)
+    for direction, data in conversation.deliveries[:before]:
+        decoder.feed(direction, data, 0.0)
+    end_of_first = delivery.index(framed(first)) + len(framed(first))
+    early = [
+        e
+        for e in decoder.feed("to_server", delivery[:end_of_first], 1.0)
+        if isinstance(e, GrpcMessage)
+    ]
+    assert [m.payload for m in early] == [first]
+    late = [
+        e
+        for e in decoder.feed("to_server", delivery[end_of_first:], 2.0)
+        if isinstance(e, GrpcMessage)
+    ]
+    assert [m.payload for m in late] == [second]
