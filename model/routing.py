@@ -199,9 +199,16 @@ def _precedence(
 
 
 def expected_outcomes(
-    config: ProxyConfig | None, request: Request, live_pods: frozenset[str]
+    config: ProxyConfig | None,
+    request: Request,
+    live_pods: frozenset[str],
+    endpoints: Iterable[World] = (),
 ) -> frozenset[Outcome]:
-    """Every outcome the request may get; more than one only where load balancing chooses."""
+    """Every outcome the request may get; more than one only where load balancing chooses.
+
+    `endpoints` are further worlds whose Service endpoints the proxy may hold alongside the
+    routes of `config`: endpoints travel in resources of their own (ClusterLoadAssignment),
+    which xDS updates independently of the routes that name their Cluster."""
     if config is None:
         return frozenset({Unreachable()})
     listener = _listener_for(config, request)
@@ -232,7 +239,7 @@ def expected_outcomes(
         if path_matches(match, request.path) and all(
             headers.get(header.name.lower()) == header.value for header in match.headers
         ):
-            return _backend_outcomes(config, rule.backends, live_pods)
+            return _backend_outcomes(config, rule.backends, live_pods, tuple(endpoints))
     return frozenset({Status(404)})
 
 
@@ -240,15 +247,22 @@ def expected_through(
     configs: Iterable[ProxyConfig | None], request: Request, live_pods: frozenset[str]
 ) -> frozenset[Outcome]:
     """Every outcome allowed while a proxy moves through `configs`: each may be the one it holds
-    at the moment the request arrives (an update applies between two requests, not inside one)."""
+    at the moment the request arrives (an update applies between two requests, not inside one).
+    A Service's endpoints may come from any of them: the routes of one configuration can meet
+    the endpoints of another, since xDS orders resource types but updates each on its own."""
+    configs = tuple(configs)
+    worlds = tuple(config.world for config in configs if config is not None)
     outcomes: set[Outcome] = set()
     for config in configs:
-        outcomes |= expected_outcomes(config, request, live_pods)
+        outcomes |= expected_outcomes(config, request, live_pods, worlds)
     return frozenset(outcomes)
 
 
 def _backend_outcomes(
-    config: ProxyConfig, backends: tuple[Backend, ...], live_pods: frozenset[str]
+    config: ProxyConfig,
+    backends: tuple[Backend, ...],
+    live_pods: frozenset[str],
+    endpoints: tuple[World, ...],
 ) -> frozenset[Outcome]:
     weighted = [backend for backend in backends if backend.weight > 0]
     if not weighted:
@@ -258,10 +272,15 @@ def _backend_outcomes(
         service = config.world.service(backend.service)
         if service is None:
             outcomes.add(Status(500))
-        elif not service.pods:
-            outcomes.add(Status(503))
-        else:
-            for pod in service.pods:
+            continue
+        # The routes decide that the Service exists; its endpoints may be another world's.
+        views = [service] + [
+            other for world in endpoints if (other := world.service(backend.service)) is not None
+        ]
+        for view in views:
+            if not view.pods:
+                outcomes.add(Status(503))
+            for pod in view.pods:
                 if pod in live_pods:
                     outcomes.add(Served(service.name, pod, config.marker))
                 else:

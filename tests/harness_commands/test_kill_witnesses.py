@@ -25,7 +25,9 @@ from sut.mutants import Mutants
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 
 WITNESSES = Path(__file__).parent / "witnesses"
-ATTEMPTS = 3
+ATTEMPTS = 6
+"""A witness found on a loaded machine may depend on timing (which subscription the mutant
+answers ahead of); a few replays make a kill that the schedule decides reliable in CI."""
 
 
 def _pairs() -> list[object]:

@@ -42,6 +42,16 @@ def wait_gone(pid: int, timeout: float) -> bool:
     return gone(pid)
 
 
+def signal_state(pid: int) -> str:
+    """The kernel's view of a process's signals, for a failure message."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError as error:
+        return f"no status: {error}"
+    wanted = ("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+    return ", ".join(line for line in lines if line.split(":")[0] in wanted)
+
+
 def kill_quietly(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGKILL)
@@ -120,7 +130,11 @@ def test_sigterm_to_parent_stops_children_and_parent_dies_of_sigterm():
     try:
         child_pid = read_child_pid(parent)
         parent.send_signal(signal.SIGTERM)
-        assert parent.wait(timeout=10) == -signal.SIGTERM
+        try:
+            status = parent.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the parent ignored SIGTERM for 30 s; {signal_state(parent.pid)}")
+        assert status == -signal.SIGTERM
         assert gone(child_pid)
     finally:
         parent.kill()

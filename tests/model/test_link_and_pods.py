@@ -121,3 +121,15 @@ def test_a_rejected_update_changes_nothing_the_proxy_holds():
     rejected = state.rejected_update()
     assert rejected.rejected_updates == 1
     assert rejected.proxy == state.proxy
+
+
+def test_the_routes_of_one_configuration_may_meet_the_endpoints_of_another():
+    """A marker change and a new pod in one step: EDS may land before RDS, so the old marker
+    may come from the new pod; a marker no configuration has may not."""
+    old = ProxyConfig(WORLD, marker=1)
+    new = ProxyConfig(WORLD.with_service(Service("a", ("a-1",))), marker=2)
+    allowed = expected_through((old, new), REQUEST, frozenset({"a-0", "a-1"}))
+    assert Served("a", "a-1", 1) in allowed
+    assert Served("a", "a-0", 2) in allowed
+    assert Served("a", "a-1", 3) not in allowed
+    assert expected_through((old,), REQUEST, frozenset({"a-0", "a-1"})) == {Served("a", "a-0", 1)}
