@@ -2,4 +2,5 @@
 
 from harness.commands.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # worker processes (spawn) import this module as __mp_main__
+    raise SystemExit(main())

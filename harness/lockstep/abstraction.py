@@ -1,0 +1,136 @@
+"""The abstract state `explore` prunes on: the model's state, plus the history the model forgets.
+
+Cuts, holds, restarts, resyncs and rejected updates change nothing the model expects, yet that
+is where xDS bugs live: a cache that answers only what changed is wrong only after a reconnect, a
+restarted server only until its first translation. Two sequences that end in the same model
+state are therefore the same abstract state only if they also agree on:
+
+- the store (`world`), with pod names replaced by their count and creation times by their order
+  (which pods and which timestamps never change an answer, only how many and which is older);
+- the extension: fail-open, failing or not and on which hooks, and whether the generation last
+  published is the current one (`generation`: current, older, or none published);
+- what the cache holds (nothing, the current store, an older one; in error or not) and whether
+  the proxy holds the same (rules 3 and 4 of the model);
+- the link: held, with configurations queued or not;
+- the history since the last store change (`History`): was the connection cut, did the proxy or
+  the control plane restart, was an update rejected, and is an extension change pending a
+  reconcile (faults, recoveries and the fail-open toggle take effect at the next one).
+
+A store change clears the history: what happened before it is then behind a change the proxy
+must have received in full.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from model import ModelState, ProxyConfig, Service, World
+
+__all__ = ["AbstractState", "History", "abstract"]
+
+STORE_CHANGES = frozenset(
+    {
+        "create-route",
+        "update-route",
+        "delete-route",
+        "add-listener",
+        "remove-listener",
+        "scale",
+        "set-backend-policy",
+    }
+)
+EXTENSION_CHANGES = frozenset({"extension-fault", "extension-recover", "set-fail-open"})
+
+
+@attrs.frozen
+class History:
+    """What happened since the last store change that the model state does not show."""
+
+    cut: bool = False
+    proxy_restarted: bool = False
+    control_plane_restarted: bool = False
+    rejected: bool = False
+    pending: bool = False
+    """An extension change waits for the next reconcile."""
+
+    def after(self, kind: str) -> History:
+        """The transition table: one row per operation kind."""
+        if kind in STORE_CHANGES:
+            return History()
+        if kind in EXTENSION_CHANGES:
+            return attrs.evolve(self, pending=True)
+        table = {
+            "resync": {"pending": False},
+            "restart-control-plane": {"pending": False, "control_plane_restarted": True},
+            "restart-envoy": {"proxy_restarted": True},
+            "cut-xds": {"cut": True},
+            "rejected-update": {"rejected": True},
+            "hold-xds": {},
+            "release-xds": {},
+        }
+        if kind not in table:
+            raise ValueError(f"no history transition for operation kind {kind!r}")
+        return attrs.evolve(self, **table[kind])
+
+
+Generation = Literal["current", "older", "none"]
+Holding = Literal["nothing", "current", "older", "error-current", "error-older"]
+
+
+@attrs.frozen
+class AbstractState:
+    world: World
+    fail_open: bool | None
+    failing: str | None
+    """The fault kind: the model fails every kind alike, the control plane meets each its way."""
+    failing_hooks: frozenset[str]
+    generation: Generation
+    cache: Holding
+    proxy_is_cache: bool
+    proxy_holds_nothing: bool
+    held: bool
+    queued: bool
+    history: History
+
+
+def _normal_world(world: World) -> World:
+    order = {
+        route.name: rank
+        for rank, route in enumerate(sorted(world.routes, key=lambda r: (r.created, r.name)))
+    }
+    routes = tuple(attrs.evolve(route, created=order[route.name]) for route in world.routes)
+    services = tuple(
+        Service(service.name, tuple(f"#{index}" for index in range(len(service.pods))))
+        for service in world.services
+    )
+    return attrs.evolve(world, routes=routes, services=services)
+
+
+def _holding(config: ProxyConfig | None, world: World) -> Holding:
+    if config is None:
+        return "nothing"
+    same = "current" if config.world == world else "older"
+    return f"error-{same}" if config.error else same  # type: ignore[return-value]
+
+
+def abstract(model: ModelState, history: History) -> AbstractState:
+    extension = model.extension
+    marker = model.cache.marker if model.cache is not None else None
+    generation: Generation = "none"
+    if extension is not None and marker is not None:
+        generation = "current" if marker == extension.generation else "older"
+    return AbstractState(
+        world=_normal_world(model.world),
+        fail_open=extension.fail_open if extension is not None else None,
+        failing=extension.failing if extension is not None else None,
+        failing_hooks=extension.failing_hooks if extension is not None else frozenset(),
+        generation=generation,
+        cache=_holding(model.cache, model.world),
+        proxy_is_cache=model.proxy == model.cache,
+        proxy_holds_nothing=model.proxy is None,
+        held=model.held,
+        queued=bool(model.in_flight),
+        history=history,
+    )

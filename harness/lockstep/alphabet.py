@@ -1,0 +1,318 @@
+"""The letters `explore` spells sequences with: atomic operations in representative classes.
+
+A letter builds one atomic operation from the model state it meets, or None where it does not
+apply (the machine's preconditions: no fifth route, no Gateway without a listener, no extension
+operation without an extension, nothing but release and cut behind a held connection). A letter
+names a class of operations, not one value: "delete the newest route" is one letter whichever
+route that is, so short sequences over a small alphabet reach the interleavings that matter.
+
+Two alphabets, stated here:
+- FULL (about 55 letters): each fault kind on each hook, recovery with and without a new
+  generation, fail-open on and off, each catalogue listener added and removed, routes created
+  over overlapping hostnames, updated (backend, hostnames, a missing Service) and deleted,
+  scaling each Service to none and to two pods, each backend policy, resync, cut, hold, release,
+  both restarts and a rejected update. `explore` uses it up to depth 2.
+- COARSE (21 letters): one class per kind where kinds behave alike. Faults differ in how the
+  control plane meets them (an error, a hang past the deadline, a reply that must be rejected),
+  so three stay; listeners, routes and scaling keep one class per direction. Depth 3 and beyond.
+
+Routes are created from a catalogue keyed by name (`CATALOGUE_ROUTES`): the lowest free name gets
+its catalogue content, so deleting a route and creating one again brings back the same
+resources under the same names, the re-subscription a cache must answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from harness.lockstep.operations import (
+    AddListener,
+    CreateRoute,
+    CutXds,
+    DeleteRoute,
+    ExtensionFault,
+    ExtensionRecover,
+    HoldXds,
+    Operation,
+    RejectedUpdate,
+    ReleaseXds,
+    RemoveListener,
+    RestartControlPlane,
+    RestartEnvoy,
+    Resync,
+    Scale,
+    SetBackendPolicy,
+    SetFailOpen,
+    UpdateRoute,
+)
+from harness.lockstep.worlds import HEADER, LISTENERS, LOAD_BALANCERS, MISSING_SERVICE, SERVICES
+from model import Backend, Match, ModelState, Route, Rule
+
+__all__ = ["ALPHABETS", "CATALOGUE_ROUTES", "COARSE", "FULL", "Letter", "alphabet"]
+
+MAX_ROUTES = 4
+
+CATALOGUE_ROUTES: dict[str, Route] = {
+    route.name: route
+    for route in (
+        Route("route-0", 0, (Rule((Match("PathPrefix", "/"),), (Backend("svc-a"),)),)),
+        Route(
+            "route-1",
+            0,
+            (Rule((Match("PathPrefix", "/app"),), (Backend("svc-b"),)),),
+            hostnames=("b.example.com",),
+        ),
+        Route(
+            "route-2",
+            0,
+            (Rule((Match("PathPrefix", "/app/v1"),), (Backend("svc-c"),)),),
+            hostnames=("*.example.com",),
+        ),
+        Route(
+            "route-3",
+            0,
+            (Rule((Match("Exact", "/app", (HEADER,)),), (Backend("svc-a"), Backend("svc-c"))),),
+            hostnames=("a.example.com", "b.example.com"),
+            section="https-a",
+        ),
+    )
+}
+"""What a route created under each name holds: route-0 and route-1 as in the initial world;
+route-2 overlaps both by wildcard hostname and a longer prefix; route-3 adds a header match and
+a second backend on one HTTPS listener only."""
+
+Build = Callable[[ModelState], Operation | None]
+
+
+@attrs.frozen
+class Letter:
+    label: str
+    kind: str
+    build: Build = attrs.field(eq=False, repr=False)
+
+    def operation(self, model: ModelState) -> Operation | None:
+        """The operation this letter is in `model`, or None where it does not apply."""
+        return self.build(model)
+
+
+# ------------------------------------------------------------ builders
+
+
+def _routes_by_age(model: ModelState) -> list[Route]:
+    return sorted(model.world.routes, key=lambda route: (route.created, route.name))
+
+
+def _create(model: ModelState) -> Operation | None:
+    taken = {route.name for route in model.world.routes}
+    free = [name for name in CATALOGUE_ROUTES if name not in taken]
+    if not free or len(taken) >= MAX_ROUTES:
+        return None
+    created = max((route.created for route in model.world.routes), default=9) + 1
+    return CreateRoute(attrs.evolve(CATALOGUE_ROUTES[free[0]], created=max(created, 10)))
+
+
+def _update(which: str, change: Callable[[Route], Route]) -> Build:
+    def build(model: ModelState) -> Operation | None:
+        routes = _routes_by_age(model)
+        if not routes:
+            return None
+        route = routes[0] if which == "oldest" else routes[-1]
+        changed = change(route)
+        return None if changed == route else UpdateRoute(changed)
+
+    return build
+
+
+def _delete(which: str) -> Build:
+    def build(model: ModelState) -> Operation | None:
+        routes = _routes_by_age(model)
+        if not routes:
+            return None
+        return DeleteRoute((routes[0] if which == "oldest" else routes[-1]).name)
+
+    return build
+
+
+def _backend(service: str) -> Callable[[Route], Route]:
+    def change(route: Route) -> Route:
+        rules = tuple(attrs.evolve(rule, backends=(Backend(service),)) for rule in route.rules)
+        if rules == route.rules:
+            rules = tuple(attrs.evolve(rule, backends=(Backend("svc-b"),)) for rule in route.rules)
+        return attrs.evolve(route, rules=rules)
+
+    return change
+
+
+def _hostnames(route: Route) -> Route:
+    hostnames = ("*.example.com",) if route.hostnames != ("*.example.com",) else ()
+    return attrs.evolve(route, hostnames=hostnames)
+
+
+def _add_listener(name: str | None) -> Build:
+    def build(model: ModelState) -> Operation | None:
+        present = {item.name for item in model.world.listeners}
+        absent = [item for item in LISTENERS if item not in present]
+        wanted = absent[:1] if name is None else [name] if name in absent else []
+        return AddListener(LISTENERS[wanted[0]]) if wanted else None
+
+    return build
+
+
+def _remove_listener(name: str | None) -> Build:
+    def build(model: ModelState) -> Operation | None:
+        present = [item.name for item in model.world.listeners]
+        if len(present) < 2:
+            return None  # a Gateway needs a listener
+        wanted = present[-1:] if name is None else [name] if name in present else []
+        return RemoveListener(wanted[0]) if wanted else None
+
+    return build
+
+
+def _scale(service: str, replicas: int) -> Build:
+    def build(model: ModelState) -> Operation | None:
+        current = model.world.service(service)
+        if current is not None and len(current.pods) == replicas:
+            return None
+        return Scale(service, replicas)
+
+    return build
+
+
+def _policy(load_balancer: str | None) -> Build:
+    def build(model: ModelState) -> Operation | None:
+        if model.world.load_balancer == load_balancer:
+            return None
+        return SetBackendPolicy(load_balancer)
+
+    return build
+
+
+def _fault(fault: str, hook: str | None) -> Build:
+    def build(model: ModelState) -> Operation | None:
+        return ExtensionFault(fault, hook) if model.extension is not None else None
+
+    return build
+
+
+def _recover(new_generation: bool) -> Build:
+    def build(model: ModelState) -> Operation | None:
+        extension = model.extension
+        if extension is None or extension.failing is None:
+            return None
+        return ExtensionRecover(new_generation)
+
+    return build
+
+
+def _fail_open(enabled: bool | None) -> Build:
+    """None toggles."""
+
+    def build(model: ModelState) -> Operation | None:
+        if model.extension is None:
+            return None
+        wanted = not model.extension.fail_open if enabled is None else enabled
+        return None if wanted == model.extension.fail_open else SetFailOpen(wanted)
+
+    return build
+
+
+def _always(operation: Operation) -> Build:
+    return lambda model: operation
+
+
+def _unless_held(operation: Operation) -> Build:
+    return lambda model: None if model.held else operation
+
+
+def _only_held(operation: Operation) -> Build:
+    return lambda model: operation if model.held else None
+
+
+_CONNECTION = [
+    Letter("resync", "resync", _always(Resync())),
+    Letter("cut xDS", "cut-xds", _always(CutXds())),
+    Letter("hold xDS", "hold-xds", _unless_held(HoldXds())),
+    Letter("release xDS", "release-xds", _only_held(ReleaseXds())),
+    Letter("restart Envoy", "restart-envoy", _unless_held(RestartEnvoy())),
+    Letter("restart control plane", "restart-control-plane", _unless_held(RestartControlPlane())),
+    Letter("rejected update", "rejected-update", _unless_held(RejectedUpdate())),
+]
+
+FAULTS = ("unavailable", "hang", "internal", "invalid-reject", "invalid-dangling")
+HOOKS = (None, "PostTranslateModify", "PostRouteModify")
+
+FULL: tuple[Letter, ...] = (
+    *(
+        Letter(f"fault {fault} on {hook or 'every hook'}", "extension-fault", _fault(fault, hook))
+        for fault in FAULTS
+        for hook in HOOKS
+    ),
+    Letter("recover, new generation", "extension-recover", _recover(True)),
+    Letter("recover, same generation", "extension-recover", _recover(False)),
+    Letter("fail-open on", "set-fail-open", _fail_open(True)),
+    Letter("fail-open off", "set-fail-open", _fail_open(False)),
+    *(Letter(f"add listener {name}", "add-listener", _add_listener(name)) for name in LISTENERS),
+    *(
+        Letter(f"remove listener {name}", "remove-listener", _remove_listener(name))
+        for name in LISTENERS
+    ),
+    Letter("create route (catalogue, lowest free name)", "create-route", _create),
+    Letter(
+        "update oldest route: backend svc-c", "update-route", _update("oldest", _backend("svc-c"))
+    ),
+    Letter(
+        "update newest route: backend svc-c", "update-route", _update("newest", _backend("svc-c"))
+    ),
+    Letter("update oldest route: hostnames", "update-route", _update("oldest", _hostnames)),
+    Letter("update newest route: hostnames", "update-route", _update("newest", _hostnames)),
+    Letter(
+        "update newest route: missing Service",
+        "update-route",
+        _update("newest", _backend(MISSING_SERVICE)),
+    ),
+    Letter("delete oldest route", "delete-route", _delete("oldest")),
+    Letter("delete newest route", "delete-route", _delete("newest")),
+    *(
+        Letter(f"scale {service} to {replicas}", "scale", _scale(service, replicas))
+        for service in SERVICES
+        for replicas in (0, 2)
+    ),
+    *(
+        Letter(f"backend policy {policy or 'none'}", "set-backend-policy", _policy(policy))
+        for policy in (None, *LOAD_BALANCERS)
+    ),
+    *_CONNECTION,
+)
+
+COARSE: tuple[Letter, ...] = (
+    Letter("fault unavailable on every hook", "extension-fault", _fault("unavailable", None)),
+    Letter("fault hang on PostRouteModify", "extension-fault", _fault("hang", "PostRouteModify")),
+    Letter(
+        "fault invalid-reject on PostTranslateModify",
+        "extension-fault",
+        _fault("invalid-reject", "PostTranslateModify"),
+    ),
+    Letter("recover, new generation", "extension-recover", _recover(True)),
+    Letter("recover, same generation", "extension-recover", _recover(False)),
+    Letter("toggle fail-open", "set-fail-open", _fail_open(None)),
+    Letter("add a listener", "add-listener", _add_listener(None)),
+    Letter("remove the last listener", "remove-listener", _remove_listener(None)),
+    Letter("create route (catalogue, lowest free name)", "create-route", _create),
+    Letter(
+        "update oldest route: backend svc-c", "update-route", _update("oldest", _backend("svc-c"))
+    ),
+    Letter("delete newest route", "delete-route", _delete("newest")),
+    Letter("scale svc-b to 0", "scale", _scale("svc-b", 0)),
+    Letter("scale svc-b to 2", "scale", _scale("svc-b", 2)),
+    Letter("backend policy Random", "set-backend-policy", _policy("Random")),
+    *_CONNECTION,
+)
+
+ALPHABETS = {"full": FULL, "coarse": COARSE}
+
+
+def alphabet(name: str) -> tuple[Letter, ...]:
+    return ALPHABETS[name]
