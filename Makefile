@@ -37,8 +37,14 @@ protos: $(STAMP)
 goldens: $(STAMP)
 	$(PY) -m pytest -q tests/translate --update-goldens
 
+# Pairs of the kill table searched at once, one process each. The budget per pair is wall-clock
+# time, and a search keeps about two cores busy (Envoy, control plane, probes): on two cores, two
+# at once let the slowest kills (60-80 s alone) slip past the 90 s budget. More on bigger machines.
+WORKERS ?= 1
+
 mutants-table: $(STAMP)
-	$(PY) -m harness mutants --xds both --readme README.md --witnesses tests/harness_commands/witnesses
+	$(PY) -m harness mutants --xds both --readme README.md --witnesses tests/harness_commands/witnesses \
+		--workers $(WORKERS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

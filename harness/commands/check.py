@@ -3,6 +3,10 @@
 A counterexample is printed as the shrunk operations (a numbered list), what the model expected
 against what Envoy returned at the failing step, the xDS exchange of that step, and the command
 that replays it from a JSON file.
+
+Examples go to an example database (a directory, or Redis for searches on several machines), so
+a failure one search saved is replayed first by every later search of the same configuration:
+another worker's next round, another machine, the next run.
 """
 
 from __future__ import annotations
@@ -12,23 +16,43 @@ import datetime
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import attrs
 from hypothesis import HealthCheck, Phase, seed, settings
+from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.errors import Flaky
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import get_state_machine_test
 
-from harness.lockstep.machine import BudgetSpent, Failure, Progress, machine_for
-from harness.lockstep.operations import Operation, decode_operations, encode_operations
+from harness.lockstep.machine import BudgetSpent, Failure, Progress, StopFlag, machine_for
+from harness.lockstep.operations import (
+    OPERATION_KINDS,
+    Operation,
+    decode_operations,
+    encode_operations,
+)
 from harness.lockstep.session import Session, Violation
 from harness.lockstep.stack import StackSettings
+from harness.loopback.spares import SpareEnvoys
 from sut.controlplane import FailurePolicy
 from sut.mutants import Mutants
 
-__all__ = ["CheckOptions", "CheckResult", "replay", "run_check"]
+__all__ = [
+    "DEFAULT_DATABASE",
+    "CheckOptions",
+    "CheckResult",
+    "combine_results",
+    "example_database",
+    "format_kinds",
+    "replay",
+    "run_check",
+]
+
+DEFAULT_DATABASE = ".hypothesis/check"
+"""Where `check` keeps its examples by default (pytest's are in `.hypothesis/examples`)."""
 
 
 @attrs.frozen
@@ -44,6 +68,12 @@ class CheckOptions:
     """Stop shrinking after this long and report the shortest sequence found so far."""
     budget_seconds: float | None = None
     """Stop generating new examples after this long (a counterexample is still shrunk)."""
+    database: str | None = None
+    """Where examples are saved and replayed from (`example_database`); None: nowhere."""
+
+
+def _plain_counts(kinds: Mapping[str, int]) -> dict[str, int]:
+    return dict(kinds)
 
 
 @attrs.frozen
@@ -55,6 +85,8 @@ class CheckResult:
     seconds_to_failure: float | None = None
     failure: Failure | None = None
     error: str = ""
+    kinds: Mapping[str, int] = attrs.field(factory=dict, converter=_plain_counts)
+    """Operations applied, by kind (`Progress.kinds`)."""
 
 
 def _mode_label(stack: StackSettings) -> str:
@@ -70,28 +102,77 @@ and the examples diverse."""
 
 
 def run_check(
-    options: CheckOptions, on_progress: Callable[[Progress], None] | None = None
+    options: CheckOptions,
+    on_progress: Callable[[Progress], None] | None = None,
+    *,
+    stop: StopFlag | None = None,
+    on_failure: Callable[[], None] | None = None,
 ) -> CheckResult:
-    progress = Progress(report=on_progress, budget_seconds=options.budget_seconds)
+    """One Hypothesis engine. `stop`: start no new example once it is set (another search of the
+    pool found a failure); `on_failure`: called when this one finds its first."""
+    progress = Progress(
+        report=on_progress,
+        budget_seconds=options.budget_seconds,
+        stop=stop,
+        on_failure=on_failure,
+    )
+    database = example_database(options.database)
     if options.budget_seconds is None:
-        return _run_round(options, progress, options.max_examples, options.seed)
+        return _run_round(options, progress, options.max_examples, options.seed, database)
     round_number = 0
-    while not progress.out_of_budget and progress.examples < options.max_examples:
+    while not progress.search_over and progress.examples < options.max_examples:
         remaining = options.max_examples - progress.examples
         round_seed = None
         if options.seed is not None:
             round_seed = options.seed if round_number == 0 else options.seed * 7919 + round_number
-        result = _run_round(options, progress, min(BUDGETED_ROUND_EXAMPLES, remaining), round_seed)
+        result = _run_round(
+            options, progress, min(BUDGETED_ROUND_EXAMPLES, remaining), round_seed, database
+        )
         if not result.passed:
             return result
         round_number += 1
-    return CheckResult(True, progress.examples, progress.steps, progress.elapsed)
+    return _passed(progress)
+
+
+def _passed(progress: Progress) -> CheckResult:
+    return CheckResult(
+        True, progress.examples, progress.steps, progress.elapsed, kinds=progress.kinds
+    )
+
+
+def example_database(spec: str | None) -> ExampleDatabase | None:
+    """`redis://host:port/db` (or `rediss://`): Hypothesis's Redis database, shared by machines;
+    anything else a directory; None or "none": no database. Raises ValueError naming what is
+    missing."""
+    if spec is None or spec == "none":
+        return None
+    if spec.startswith(("redis://", "rediss://")):
+        try:
+            import redis
+            from hypothesis.extra.redis import RedisExampleDatabase
+        except ImportError as error:
+            raise ValueError(
+                f"--database {spec} needs the Redis client: pip install 'hypothesis[redis]'"
+            ) from error
+        client = redis.Redis.from_url(spec, socket_connect_timeout=5.0)
+        try:
+            client.ping()
+        except redis.RedisError as error:
+            raise ValueError(f"--database {spec}: no Redis server answers ({error})") from error
+        return RedisExampleDatabase(client)
+    return DirectoryBasedExampleDatabase(spec)
 
 
 def _run_round(
-    options: CheckOptions, progress: Progress, max_examples: int, run_seed: int | None
+    options: CheckOptions,
+    progress: Progress,
+    max_examples: int,
+    run_seed: int | None,
+    database: ExampleDatabase | None,
 ) -> CheckResult:
-    machine = machine_for(options.stack, progress)
+    spares = SpareEnvoys()  # launches nothing before the first example; closed below
+    machine = machine_for(options.stack, progress, spares)
+    derandomize = options.derandomize and run_seed is None
     phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
     if options.shrink:
         phases.append(Phase.shrink)
@@ -99,21 +180,24 @@ def _run_round(
         max_examples=max_examples,
         stateful_step_count=options.steps,
         deadline=None,
-        database=None,
-        derandomize=options.derandomize and run_seed is None,
+        # Hypothesis: a derandomized run uses no database.
+        database=None if derandomize else database,
+        derandomize=derandomize,
         print_blob=False,
         phases=phases,
         report_multiple_bugs=False,
         suppress_health_check=list(HealthCheck),
     )
-    test = get_state_machine_test(machine, settings=run_settings)
     if run_seed is not None:
-        test = seed(run_seed)(test)
+        # On the machine class, not the test: `seed` on a test also sets its database to None,
+        # while a seeded class keeps the settings given here, database included.
+        machine = seed(run_seed)(machine)
+    test = get_state_machine_test(machine, settings=run_settings)
     try:
-        with _shrink_budget(options.shrink_seconds), with_reporter(_hypothesis_report):
+        with spares, _shrink_budget(options.shrink_seconds), with_reporter(_hypothesis_report):
             test()
     except BudgetSpent:
-        return CheckResult(True, progress.examples, progress.steps, progress.elapsed)
+        return _passed(progress)
     except Exception as error:  # any failure of the test is a counterexample
         if isinstance(error, Flaky):
             detail = f"the failure did not reproduce when replayed (flaky): {error}"
@@ -129,8 +213,40 @@ def _run_round(
             or (progress.first if isinstance(error, Flaky) else None)
             or progress.last,
             error=detail,
+            kinds=progress.kinds,
         )
-    return CheckResult(True, progress.examples, progress.steps, progress.elapsed)
+    return _passed(progress)
+
+
+def combine_results(results: Sequence[CheckResult], seconds: float) -> CheckResult:
+    """The searches of one configuration on several workers as one run of `seconds`: examples,
+    steps and operation kinds added up; of the failures, the shortest counterexample (the first
+    found on a tie)."""
+    kinds: Counter[str] = Counter()
+    for result in results:
+        kinds.update(result.kinds)
+    examples = sum(result.examples for result in results)
+    steps = sum(result.steps for result in results)
+    failed = [result for result in results if not result.passed]
+    if not failed:
+        return CheckResult(True, examples, steps, seconds, kinds=kinds)
+
+    def rank(result: CheckResult) -> tuple[bool, int, float]:
+        length = len(result.failure.steps) if result.failure is not None else 0
+        return (result.failure is None, length, result.seconds_to_failure or 0.0)
+
+    chosen = min(failed, key=rank)
+    first = min(
+        (r.seconds_to_failure for r in failed if r.seconds_to_failure is not None), default=None
+    )
+    return attrs.evolve(
+        chosen,
+        examples=examples,
+        steps=steps,
+        seconds=seconds,
+        seconds_to_failure=first,
+        kinds=kinds,
+    )
 
 
 def _hypothesis_report(value: object) -> None:
@@ -180,6 +296,19 @@ def format_steps(steps: Sequence[Sequence[Operation]]) -> list[str]:
             lead = f"  {number}. " if index == 0 else " " * (len(str(number)) + 4) + "+ "
             lines.append(lead + operation.describe())
     return lines
+
+
+def format_kinds(kinds: Mapping[str, int]) -> str:
+    """`--stats`: how often each operation kind ran, every kind listed (one never drawn shows 0),
+    most frequent first."""
+    total = sum(kinds.values())
+    counts = {kind: kinds.get(kind, 0) for kind in OPERATION_KINDS} | dict(kinds)
+    width = max(len(kind) for kind in counts)
+    lines = [f"operations by kind ({total} in all):"]
+    for kind, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        share = 100.0 * count / total if total else 0.0
+        lines.append(f"  {kind:<{width}}  {count:>6}  {share:5.1f}%")
+    return "\n".join(lines)
 
 
 def format_counterexample(failure: Failure, replay_command: str) -> str:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.commands.check import describe_settings
+from harness.commands.check import DEFAULT_DATABASE, describe_settings
 
 if TYPE_CHECKING:
     from harness.lockstep.machine import Progress
@@ -105,6 +106,15 @@ def _stack_settings(args: argparse.Namespace, mode: str) -> StackSettings:
     )
 
 
+def _add_workers_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help=f"{what}; each runs its own stacks (default: the number of cores, %(default)s)",
+    )
+
+
 def _modes(args: argparse.Namespace) -> list[str]:
     return ["delta", "sotw"] if args.xds == "both" else [args.xds]
 
@@ -120,30 +130,64 @@ def _scenario(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from collections import Counter
+
     from harness.commands.check import (
         CheckOptions,
+        example_database,
         format_counterexample,
+        format_kinds,
         progress_printer,
         run_check,
         save_replay,
     )
+    from harness.commands.workers import check_on_workers
 
+    if args.workers < 1:
+        print("check: --workers must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        example_database(args.database)
+    except ValueError as error:
+        print(f"check: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    in_ci = os.environ.get("CI", "").lower() == "true"
+    seed = args.seed
+    if seed is None and args.workers > 1:  # each worker's seed derives from the run's
+        seed = 0 if in_ci else random.SystemRandom().randrange(2**32)
     total_examples = total_steps = 0
+    kinds: Counter[str] = Counter()
+
+    def stats() -> None:
+        if args.stats:
+            print(format_kinds(kinds))
+
     for mode in _modes(args):
         settings = _stack_settings(args, mode)
         options = CheckOptions(
             stack=settings,
             max_examples=args.max_examples,
             steps=args.steps,
-            seed=args.seed,
+            seed=seed,
             shrink_seconds=args.shrink_seconds,
-            derandomize=args.seed is None and os.environ.get("CI", "").lower() == "true",
+            derandomize=seed is None and in_ci,
+            database=args.database,
         )
-        print(f"check: {describe_settings(settings)}", file=sys.stderr)
-        result = run_check(options, progress_printer(mode, args.max_examples))
+        seeded = f", seed {seed}" if seed is not None else ""
+        print(
+            f"check: {describe_settings(settings)}; {args.workers} worker(s){seeded},"
+            f" database {args.database}",
+            file=sys.stderr,
+        )
+        if args.workers > 1:
+            result = check_on_workers(options, args.workers, mode)
+        else:
+            result = run_check(options, progress_printer(mode, args.max_examples))
         total_examples += result.examples
         total_steps += result.steps
+        kinds.update(result.kinds)
         if not result.passed:
+            stats()
             if result.failure is None:
                 print(f"check: the run failed without a recorded counterexample: {result.error}")
                 return EXIT_FAILED
@@ -160,6 +204,7 @@ def _check(args: argparse.Namespace) -> int:
             f" {result.seconds:.0f} s ({result.steps / max(result.seconds, 1e-9):.1f} steps/s)",
             file=sys.stderr,
         )
+    stats()
     print(f"check: passed {total_examples} examples, {total_steps} steps ({args.xds})")
     return EXIT_OK
 
@@ -173,6 +218,10 @@ def _mutants(args: argparse.Namespace) -> int:
     def on_progress(label: str, progress: Progress) -> None:
         printers.setdefault(label, progress_printer(label, 0))(progress)
 
+    if args.workers < 1:
+        print("mutants: --workers must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"mutants: {args.workers} worker(s)", file=sys.stderr)
     table = run_kill_table(
         _modes(args),
         budget_seconds=args.budget_seconds,
@@ -182,6 +231,7 @@ def _mutants(args: argparse.Namespace) -> int:
         on_progress=on_progress,
         on_result=lambda line: print(line, file=sys.stderr, flush=True),
         witnesses=Path(args.witnesses) if args.witnesses else None,
+        workers=args.workers,
     )
     print(table.as_json() if args.json else table.as_markdown())
     if args.readme:
@@ -229,17 +279,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_sut_options(check, both=True)
     check.add_argument(
-        "--max-examples", type=int, default=50, help="examples per mode (default: %(default)s)"
+        "--max-examples",
+        type=int,
+        default=50,
+        help="examples per mode, split between the workers (default: %(default)s)",
     )
     check.add_argument(
         "--steps", type=int, default=12, help="steps per example (default: %(default)s)"
     )
-    check.add_argument("--seed", type=int, default=None, help="make the search reproducible")
+    check.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed the search (worker i's seed derives from it and i); reproducible with"
+        " --workers 1 and a fresh or no database",
+    )
     check.add_argument(
         "--shrink-seconds",
         type=float,
         default=90.0,
         help="stop shrinking a counterexample after this long (default: %(default)s)",
+    )
+    _add_workers_option(check, "Hypothesis engines, one process each, sharing the database")
+    check.add_argument(
+        "--database",
+        default=DEFAULT_DATABASE,
+        metavar="PATH|redis://HOST:PORT/DB|none",
+        help="example database the engines share: a directory, a Redis server (engines on"
+        " several machines), or none. Every run first replays the failures saved there, so a"
+        " shared live database makes a run depend on what other engines saved: reproduce a run"
+        " from its replay file, or with --workers 1, --seed and a fresh database or none"
+        " (default: %(default)s)",
+    )
+    check.add_argument(
+        "--stats",
+        action="store_true",
+        help="print how many operations of each kind ran, over all examples and workers",
     )
     check.set_defaults(run=_check)
 
@@ -258,6 +333,12 @@ def _parser() -> argparse.ArgumentParser:
         "--steps", type=int, default=12, help="steps per example (default: %(default)s)"
     )
     mutants.add_argument("--seed", type=int, default=20261124, help="seed of every search")
+    _add_workers_option(
+        mutants,
+        "processes, each searching one (mutant, mode) pair at a time; the budget is wall-clock"
+        " time and a search keeps about two cores busy, so more workers than half the cores"
+        " shorten every search",
+    )
     mutants.add_argument(
         "--only", action="append", default=None, metavar="MUTANT", help="run only these"
     )
@@ -276,8 +357,10 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="replay a counterexample file written by check")
     replay.add_argument("file", help="runs/counterexample-....json")
     replay.set_defaults(run=_replay)
+    from harness.commands.explore import add_explore_command
     from harness.commands.serve import add_serve_commands
 
+    add_explore_command(commands, _add_sut_options, _stack_settings)
     add_serve_commands(commands)
     return parser
 

@@ -3,7 +3,7 @@ and tabulate which ones it kills.
 
 Every mutant runs through the ordinary machine: same rules, same invariants, same generation.
 A mutant is killed when `check` finds a counterexample; the unmutated SUT must pass the same
-budget.
+budget. The pairs are independent searches, spread over worker processes (`--workers`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from harness.commands.check import (
     CheckOptions,
     CheckResult,
     format_counterexample,
-    run_check,
     save_replay,
 )
+from harness.commands.workers import Search, search_each
 from harness.lockstep.machine import Progress
 from harness.lockstep.stack import StackSettings
 from sut.controlplane import FailurePolicy
@@ -162,18 +162,6 @@ def _options(stack: StackSettings, budget_seconds: float, steps: int, seed: int)
     )
 
 
-def _labelled(
-    on_progress: Callable[[str, Progress], None] | None, label: str
-) -> Callable[[Progress], None] | None:
-    if on_progress is None:
-        return None
-
-    def report(progress: Progress) -> None:
-        on_progress(label, progress)
-
-    return report
-
-
 def run_kill_table(
     modes: Iterable[str],
     *,
@@ -184,66 +172,85 @@ def run_kill_table(
     on_progress: Callable[[str, Progress], None] | None = None,
     on_result: Callable[[str], None] | None = None,
     witnesses: Path | None = None,
+    workers: int = 1,
 ) -> KillTable:
     """The baseline per mode, then every (mutant, mode) pair, each within `budget_seconds`.
+
+    The searches are independent: with `workers` > 1 they run on that many processes, one pair
+    per task, baselines first; `on_result` lines come as they end, the table keeps its order.
+    Each search has its own seed and no example database, so a pair's time to its first failure
+    measures the search, not a replay of an earlier run.
 
     With `witnesses`, each kill's shrunk counterexample is written there as
     `<mutant>-<mode>.json`: a replay that tells the mutant from the SUT (CI replays them)."""
     modes = list(modes)
     selected = set(only) if only is not None else None
     say = on_result or (lambda line: None)
-    baseline = []
-    for mode in modes:
-        label = f"baseline/{mode}"
-        result = run_check(
-            _options(mutant_settings(mode, Mutants()), budget_seconds, steps, seed),
-            _labelled(on_progress, label),
-        )
-        baseline.append((mode, result))
-        say(f"{label}: {'passed' if result.passed else 'FAILED: ' + result.error[:200]}")
-        if result.failure is not None:
-            stack = mutant_settings(mode, Mutants())
-            path = save_replay(result.failure, stack)
-            say(format_counterexample(result.failure, f"python -m harness replay {path}"))
-    runs = []
-    for name, mode in kill_table_runs(modes):
-        if selected is not None and name not in selected:
-            continue
-        label = f"{name}/{mode}"
-        result = run_check(
-            _options(mutant_settings(mode, Mutants.of([name])), budget_seconds, steps, seed),
-            _labelled(on_progress, label),
-        )
-        failure = result.failure
-        invariants = (
-            ", ".join(dict.fromkeys(v.invariant for v in failure.violations)) if failure else ""
-        )
-        run = MutantRun(
-            name=name,
-            mode=mode,
-            killed=not result.passed,
-            seconds_to_failure=result.seconds_to_failure,
-            shrunk_steps=len(failure.steps) if failure else None,
-            invariant=invariants,
-            seconds=result.seconds,
-            examples=result.examples,
-            listed=MUTANTS[name].listed,
-        )
-        runs.append(run)
-        if witnesses is not None and failure is not None:
-            save_replay(
-                failure,
-                mutant_settings(mode, Mutants.of([name])),
-                witnesses,
-                name=f"{name}-{mode}.json",
-            )
-        verdict = (
-            f"killed in {result.seconds_to_failure or 0:.1f} s by {invariants}"
-            if run.killed
-            else "SURVIVED"
-        )
-        say(f"{label}: {verdict}")
-    return KillTable(tuple(baseline), tuple(runs))
+    pairs = [
+        (name, mode)
+        for name, mode in kill_table_runs(modes)
+        if selected is None or name in selected
+    ]
+    stacks = [mutant_settings(mode, Mutants()) for mode in modes] + [
+        mutant_settings(mode, Mutants.of([name])) for name, mode in pairs
+    ]
+    labels = [f"baseline/{mode}" for mode in modes] + [f"{name}/{mode}" for name, mode in pairs]
+    searches = [
+        Search(_options(stack, budget_seconds, steps, seed), label)
+        for stack, label in zip(stacks, labels, strict=True)
+    ]
+    results: dict[int, CheckResult] = {}
+    for index, result in search_each(searches, workers, on_progress):
+        results[index] = result
+        if index < len(modes):
+            _say_baseline(say, labels[index], stacks[index], result)
+        else:
+            name, mode = pairs[index - len(modes)]
+            _say_run(say, labels[index], _mutant_run(name, mode, result))
+            if witnesses is not None and result.failure is not None:
+                save_replay(result.failure, stacks[index], witnesses, name=f"{name}-{mode}.json")
+    baseline = tuple((mode, results[index]) for index, mode in enumerate(modes))
+    runs = tuple(
+        _mutant_run(name, mode, results[len(modes) + index])
+        for index, (name, mode) in enumerate(pairs)
+    )
+    return KillTable(baseline, runs)
+
+
+def _mutant_run(name: str, mode: str, result: CheckResult) -> MutantRun:
+    failure = result.failure
+    invariants = (
+        ", ".join(dict.fromkeys(v.invariant for v in failure.violations)) if failure else ""
+    )
+    return MutantRun(
+        name=name,
+        mode=mode,
+        killed=not result.passed,
+        seconds_to_failure=result.seconds_to_failure,
+        shrunk_steps=len(failure.steps) if failure else None,
+        invariant=invariants,
+        seconds=result.seconds,
+        examples=result.examples,
+        listed=MUTANTS[name].listed,
+    )
+
+
+def _say_baseline(
+    say: Callable[[str], None], label: str, stack: StackSettings, result: CheckResult
+) -> None:
+    say(f"{label}: {'passed' if result.passed else 'FAILED: ' + result.error[:200]}")
+    if result.failure is not None:
+        path = save_replay(result.failure, stack)
+        say(format_counterexample(result.failure, f"python -m harness replay {path}"))
+
+
+def _say_run(say: Callable[[str], None], label: str, run: MutantRun) -> None:
+    verdict = (
+        f"killed in {run.seconds_to_failure or 0:.1f} s by {run.invariant}"
+        if run.killed
+        else "SURVIVED"
+    )
+    say(f"{label}: {verdict}")
 
 
 def update_readme(path: Path, table: KillTable) -> None:

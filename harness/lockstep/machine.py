@@ -8,9 +8,13 @@ extension, pods) per example; `teardown` always stops it.
 
 from __future__ import annotations
 
+import enum
+import hashlib
+import json
 import time
+from collections import Counter
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import attrs
 from hypothesis import note
@@ -59,9 +63,18 @@ from harness.lockstep.worlds import (
     ROUTE_PATHS,
     SERVICES,
 )
+from harness.loopback.spares import SpareEnvoys
 from model import Backend, Match, Route, Rule
 
-__all__ = ["BudgetSpent", "Failure", "Progress", "machine_for", "route_strategy"]
+__all__ = [
+    "BudgetSpent",
+    "Failure",
+    "Progress",
+    "StopFlag",
+    "configuration_key",
+    "machine_for",
+    "route_strategy",
+]
 
 MAX_ROUTES = 4
 ROUTE_NAMES = tuple(f"route-{index}" for index in range(MAX_ROUTES))
@@ -122,9 +135,10 @@ def route_strategy(name: str, created: int) -> st.SearchStrategy[Route]:
 
 
 class BudgetSpent(KeyboardInterrupt):
-    """The search time is up. Hypothesis stops at once on an interrupt and records nothing of
-    the cut-off example; any other exception would be stored as a shorter run of a choice prefix
-    it had seen run longer, which it reports as inconsistent data generation (Flaky)."""
+    """The search time is up, or the pool this search belongs to stopped. Hypothesis stops at
+    once on an interrupt and records nothing of the cut-off example; any other exception would
+    be stored as a shorter run of a choice prefix it had seen run longer, which it reports as
+    inconsistent data generation (Flaky)."""
 
 
 @attrs.frozen
@@ -143,12 +157,22 @@ class Failure:
         return tuple(operation for step in self.steps for operation in step)
 
 
+class StopFlag(Protocol):
+    """What a run shares with the other searches of its pool (a `multiprocessing.Event`)."""
+
+    def is_set(self) -> bool: ...
+
+    def set(self) -> None: ...
+
+
 @attrs.define
 class Progress:
     """Shared by all examples of one run: what the CLI reports on stderr."""
 
     examples: int = 0
     steps: int = 0
+    kinds: Counter[str] = attrs.Factory(Counter)
+    """Operations applied, by kind (a compound step counts each of its operations)."""
     started: float = attrs.Factory(time.monotonic)
     first_failure_at: float | None = None
     first: Failure | None = None
@@ -158,31 +182,45 @@ class Progress:
     """The most recent failing example, shrunk or not (reported when a replay is flaky)."""
     budget_seconds: float | None = None
     report: Callable[[Progress], None] | None = None
+    stop: StopFlag | None = None
+    """Once set, start no new example (the pool this run belongs to is done)."""
+    on_failure: Callable[[], None] | None = None
+    """Called at this run's first failure (a pool of searches of one configuration sets `stop`)."""
 
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     @property
-    def out_of_budget(self) -> bool:
-        """No new search once the budget is spent; a failure found in time is still shrunk."""
-        return (
-            self.budget_seconds is not None
-            and self.first_failure_at is None
-            and self.elapsed > self.budget_seconds
-        )
+    def search_over(self) -> bool:
+        """No new example once the budget is spent or the pool stops (another search found a
+        failure, or the user interrupted); a failure found here is still shrunk."""
+        if self.first_failure_at is not None:
+            return False
+        if self.budget_seconds is not None and self.elapsed > self.budget_seconds:
+            return True
+        return self.stop is not None and self.stop.is_set()
+
+    def failed(self) -> None:
+        """A failing example: note when the first came, and tell whoever asked."""
+        if self.first_failure_at is not None:
+            return
+        self.first_failure_at = self.elapsed
+        if self.on_failure is not None:
+            self.on_failure()
 
 
 class _Machine(RuleBasedStateMachine):
     stack_settings: ClassVar[StackSettings]
     progress: ClassVar[Progress]
+    spares: ClassVar[SpareEnvoys | None] = None
     routes = Bundle("routes")
 
     def __init__(self) -> None:
         super().__init__()
-        if self.progress.out_of_budget:
+        if self.progress.search_over:
             raise BudgetSpent(self.progress.elapsed)
-        self.session = Session(self.stack_settings)
+        self.session = Session(self.stack_settings, self.spares)
         self.next_created = 10
         """Creation timestamps of new routes, after every route of the initial world."""
         self.enabled: frozenset[str] = frozenset(CHANGE_KINDS)
@@ -207,6 +245,7 @@ class _Machine(RuleBasedStateMachine):
             self._record((Violation("no-crash", f"{type(error).__name__}: {error}"),))
             raise
         self.progress.steps += 1
+        self.progress.kinds[operation.kind] += 1
         if self.progress.report is not None:
             self.progress.report(self.progress)
 
@@ -440,8 +479,7 @@ class _Machine(RuleBasedStateMachine):
             raise
 
     def _record(self, violations: tuple[Violation, ...]) -> None:
-        if self.progress.first_failure_at is None:
-            self.progress.first_failure_at = self.progress.elapsed
+        self.progress.failed()
         try:
             final = current_build_context().is_final
         except Exception:
@@ -461,7 +499,39 @@ class _Machine(RuleBasedStateMachine):
         self.session.stop()
 
 
-def machine_for(settings: StackSettings, progress: Progress) -> type[RuleBasedStateMachine]:
-    """A machine class bound to one SUT configuration and one progress record."""
-    namespace: dict[str, Any] = {"stack_settings": settings, "progress": progress}
-    return type("RouteproofMachine", (_Machine,), namespace)
+def machine_for(
+    settings: StackSettings, progress: Progress, spares: SpareEnvoys | None = None
+) -> type[RuleBasedStateMachine]:
+    """A machine class bound to one SUT configuration and one progress record; with `spares`
+    (which the caller closes), each example's Envoy is one parked while the last one ran.
+
+    Its name spells the configuration: Hypothesis keys a state machine's examples in the
+    database by the class (by its name, as a class made here has no source of its own), so
+    failures saved for one mutant or mode are neither replayed nor deleted by another's runs."""
+    namespace: dict[str, Any] = {"stack_settings": settings, "progress": progress, "spares": spares}
+    name = f"RouteproofMachine[{configuration_key(settings)}]"
+    machine = type(name, (_Machine,), namespace)
+    machine.__qualname__ = name
+    return machine
+
+
+def configuration_key(settings: StackSettings) -> str:
+    """The mode, the mutants and a digest of every other setting, stable across processes (a
+    frozenset's order is not: string hashes are salted per process)."""
+    mutants = "+".join(sorted(settings.mutants.names)) or "no mutant"
+    canonical = json.dumps(_canonical(settings), sort_keys=True, default=str)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    return f"{settings.mode}, {mutants}, {digest}"
+
+
+def _canonical(value: object) -> object:
+    if attrs.has(type(value)):
+        fields = attrs.fields(type(value))  # type: ignore[arg-type]
+        return {field.name: _canonical(getattr(value, field.name)) for field in fields}
+    if isinstance(value, set | frozenset):
+        return sorted((_canonical(item) for item in value), key=repr)
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value

@@ -34,6 +34,7 @@ from model import (
 from sut.extension import Fault, Hook
 
 __all__ = [
+    "OPERATION_KINDS",
     "AddListener",
     "CreateRoute",
     "CutXds",
@@ -435,6 +436,9 @@ _OPERATIONS: dict[str, type[Operation]] = {
         UpdateRoute,
     )
 }
+
+OPERATION_KINDS: tuple[str, ...] = tuple(sorted(_OPERATIONS))
+"""Every operation's `kind`, as replay files and `--stats` name them."""
 
 
 def _encode(value: Any) -> Any:

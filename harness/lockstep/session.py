@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
+from harness.lockstep.envoy_state import EnvoyView
 from harness.lockstep.invariants import (
     Addresses,
     EnvoyCounters,
@@ -35,14 +36,17 @@ from harness.lockstep.invariants import (
     Sample,
     Violation,
     WindowProbe,
+    counters,
     liveness_violations,
     readiness_violations,
     routing_violations,
+    subscriptions,
     window_violations,
 )
 from harness.lockstep.operations import Operation
 from harness.lockstep.stack import Stack, StackSettings
-from harness.lockstep.worlds import NAMESPACE, SERVICES, initial_world, probe_requests, to_resources
+from harness.lockstep.worlds import NAMESPACE, SERVICES, initial_world, load_world, probe_requests
+from harness.loopback.spares import SpareEnvoys
 from model import (
     Extension,
     ModelState,
@@ -58,6 +62,8 @@ from sut.xds import Snapshot, consistency_errors
 __all__ = ["Session", "Step"]
 
 _PROBE_WORKERS = 4
+_ENVOY_STATS = f"{counters.STATS_FILTER}|{subscriptions.STATS_FILTER}"
+"""Every counter the invariants read, fetched in one admin call per check."""
 WINDOW_STRIDE = 7
 """Each step's window starts this many requests further along the catalogue."""
 
@@ -86,9 +92,9 @@ def initial_pods() -> dict[str, tuple[str, ...]]:
 class Session:
     """Drives one stack and one model through the same operations."""
 
-    def __init__(self, settings: StackSettings) -> None:
+    def __init__(self, settings: StackSettings, spares: SpareEnvoys | None = None) -> None:
         self.settings = settings
-        self.stack = Stack(settings)
+        self.stack = Stack(settings, spares)
         extension = Extension(fail_open=settings.fail_open) if settings.extension else None
         self.model = ModelState(extension=extension, policy=str(settings.failure_policy))
         self.steps: list[tuple[Operation, ...]] = []
@@ -121,7 +127,9 @@ class Session:
         for service in world.services:
             self.stack.start_pods(NAMESPACE, service.name, service.pods)
         endpoints = {service.name: service.pods for service in world.services}
-        self.stack.start(to_resources(world, world.load_balancer), endpoints={NAMESPACE: endpoints})
+        # The initial world goes through YAML and the real loader; operations build Resources
+        # directly (`to_resources`), held equal to this path by tests/harness_lockstep.
+        self.stack.start(load_world(world, world.load_balancer), endpoints={NAMESPACE: endpoints})
         self.model = self.model.started(world)
         self._envoy_started()
 
@@ -195,15 +203,16 @@ class Session:
             self.steps.append(tuple(step.operations))
         violations: list[Violation] = []
         converged = True
+        view: EnvoyView | None = None
         if not self.model.held:
             convergence = self.stack.converge()
-            converged = convergence.converged
+            converged, view = convergence.converged, convergence.view
             if not converged:
                 violations.append(
                     Violation("convergence", convergence.describe(), convergence.problems)
                 )
         samples = step.window.stop() if step is not None and step.window is not None else []
-        ports = self.stack.listener_ports()
+        ports = self.stack.listener_ports(view)
         addresses = Addresses.of(ports, self.stack.origins)
         if step is not None:
             violations += self._step_violations(step, samples, addresses)
@@ -270,9 +279,9 @@ class Session:
         self._trail_from = max(len(publications) - 1, 0)
         made = self.model.rejected_updates - self._rejections_checked
         self._rejections_checked = self.model.rejected_updates
-        admin = self.stack.envoy.admin
-        return self._counters.check(self.stack.envoy, admin, trail, made) + (
-            self._fetch_timeouts.check(self.stack.envoy, admin)
+        stats = self.stack.envoy.admin.stats(filter=_ENVOY_STATS)
+        return self._counters.check(self.stack.envoy, stats, trail, made) + (
+            self._fetch_timeouts.check(self.stack.envoy, stats)
         )
 
     # ---------------------------------------------------------------- reports

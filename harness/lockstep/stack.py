@@ -17,13 +17,14 @@ from typing import Literal
 import attrs
 
 from harness.lockstep.convergence import Convergence, converge
-from harness.lockstep.envoy_state import EnvoyView
+from harness.lockstep.envoy_state import EnvoyView, read_envoy_view
 from harness.lockstep.monitor.monitor import ProtocolMonitor, Published
 from harness.lockstep.rejection import push_rejected_update
 from harness.loopback import AdsServer, EnvoyBootstrap, EnvoyProcess, XdsMode
 from harness.loopback.echo import EchoFleet
 from harness.loopback.probe import ProbeResult, probe
 from harness.loopback.relay import TcpRelay
+from harness.loopback.spares import SpareEnvoys
 from sut.controlplane import ControlPlane, ControlPlaneSettings, FailurePolicy, ReconcileResult
 from sut.extension import (
     ExtensionClient,
@@ -102,10 +103,14 @@ class ListenerOrigin:
 
 
 class Stack:
-    """Start with `start(resources)`, drive with the methods below, always `stop()`."""
+    """Start with `start(resources)`, drive with the methods below, always `stop()`.
 
-    def __init__(self, settings: StackSettings) -> None:
+    With `spares`, each Envoy start takes a parked Envoy from them (`harness.loopback.spares`)
+    instead of waiting for a new process to load; what the proxy does is the same."""
+
+    def __init__(self, settings: StackSettings, spares: SpareEnvoys | None = None) -> None:
         self.settings = settings
+        self.spares = spares
         self.pods = EchoFleet()
         self.extension_server: ExtensionServer | None = None
         self.extension_client: ExtensionClient | None = None
@@ -165,6 +170,9 @@ class Stack:
                         fail_open=self.settings.fail_open,
                     )
                 )
+                # Connected before the first translation, as a gateway connects at startup: the
+                # first hook call's deadline must not pay for the connection on a loaded machine.
+                self.extension_client.connect(timeout=5.0)
             self._endpoints = endpoints
             self._start_control_plane()
             assert self.control_plane is not None
@@ -223,10 +231,13 @@ class Stack:
             initial_fetch_timeout=self.settings.initial_fetch_timeout,
         )
         self.envoy = EnvoyProcess(EnvoyBootstrap(node_id=self.settings.node_id, ads=ads))
-        self.envoy.start()
+        parked = self.spares.take(self.envoy.options) if self.spares is not None else None
+        self.envoy.start(parked=parked)
         self.envoy_starts += 1
         if wait_ready and self.cache.get_snapshot(self.settings.node_id) is not None:
             self.envoy.wait_ready(10 + 2 * self.settings.initial_fetch_timeout)
+        if self.spares is not None:
+            self.spares.refill(self.envoy.options)
 
     def restart_envoy(self) -> None:
         """A new Envoy process with the same node: it must rebuild everything from the cache."""
@@ -401,18 +412,22 @@ class Stack:
         return push_rejected_update(self, timeout)
 
     def _client_versions(self, type_url: str) -> Mapping[str, str]:
-        """The version of each dynamic Listener or Cluster Envoy holds (its config_dump)."""
+        """The version of each dynamic Listener or Cluster Envoy holds (its config_dump, only
+        the names and versions of that type)."""
         if self.envoy is None:
             return {}
-        dump = self.envoy.admin.config_dump()
+        admin = self.envoy.admin
         versions: dict[str, str] = {}
-        for config in dump.get("configs", ()):
-            for item in config.get("dynamic_listeners", ()):
-                if type_url == ResourceType.LISTENER.type_url and "active_state" in item:
-                    versions[item["name"]] = item["active_state"].get("version_info", "")
-            for item in config.get("dynamic_active_clusters", ()):
-                if type_url == ResourceType.CLUSTER.type_url:
-                    versions[item["cluster"]["name"]] = item.get("version_info", "")
+        if type_url == ResourceType.LISTENER.type_url:
+            for status in admin.dynamic_listeners():
+                if status.state == "active":
+                    versions[status.name] = status.version_info
+        elif type_url == ResourceType.CLUSTER.type_url:
+            dump = admin.config_dump(
+                resource="dynamic_active_clusters", mask="version_info,cluster.name"
+            )
+            for item in dump.get("configs", ()):
+                versions[item["cluster"]["name"]] = item.get("version_info", "")
         return versions
 
     # ---------------------------------------------------------- observation
@@ -421,21 +436,37 @@ class Stack:
         return self.cache.get_snapshot(self.settings.node_id)
 
     def envoy_view(self) -> EnvoyView:
+        """What Envoy holds now (its admin timeouts grow with the published snapshot's size)."""
         assert self.envoy is not None
-        return EnvoyView.from_config_dump(self.envoy.admin.config_dump(include_eds=True))
+        snapshot = self.published_snapshot()
+        return read_envoy_view(
+            self.envoy.admin, len(snapshot.resources) if snapshot is not None else 0
+        )
 
     def converge(self, timeout: float | None = None) -> Convergence:
         """Wait until every stream ACKed the cache's snapshot and Envoy holds exactly it."""
         return converge(self, timeout)
 
-    def listener_ports(self) -> Mapping[str, tuple[tuple[str, int], ...]]:
+    def listener_ports(
+        self, view: EnvoyView | None = None
+    ) -> Mapping[str, tuple[tuple[str, int], ...]]:
         """Where each *active* listener is bound. A draining listener is left out: its port
-        may already belong to a new listener (the OS reuses freed ports)."""
+        may already belong to a new listener (the OS reuses freed ports). `view`: what Envoy
+        holds now, if just read (saves reading the listener states again)."""
         assert self.envoy is not None
         ports = self.envoy.admin.listener_ports()
         states: dict[str, set[str]] = {}
-        for status in self.envoy.admin.dynamic_listeners():
-            states.setdefault(status.name, set()).add(status.state)
+        if view is None:
+            for status in self.envoy.admin.dynamic_listeners():
+                states.setdefault(status.name, set()).add(status.state)
+        else:
+            for state, names in (
+                ("active", view.active_listeners),
+                ("warming", view.warming_listeners),
+                ("draining", view.draining_listeners),
+            ):
+                for name in names:
+                    states.setdefault(name, set()).add(state)
         return {
             name: bound
             for name, bound in ports.items()

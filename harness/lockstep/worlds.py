@@ -1,6 +1,10 @@
 """The harness's world: a catalogue of listeners, hostnames, paths and Services, and how a model
 world becomes the Kubernetes manifests a user would write.
 
+`manifests` writes a world as the YAML a user would apply, and `load_world` reads it back through
+the control plane's own loader; `to_resources` builds the same `Resources` directly, as each
+operation needs, without a YAML round trip (a test holds the two equal over generated worlds).
+
 The catalogue is small on purpose. It still makes routes overlap in hostnames (exact, wildcard,
 none) and path prefixes, puts two HTTPS listeners on one port with SNI (the seed's shape), and
 lets a listener disappear and come back under the same name.
@@ -9,11 +13,11 @@ lets a listener disappear and come back under the same name.
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Iterator
 from importlib import resources as package_files
 from typing import Any
 
-import attrs
 import yaml
 
 from model import (
@@ -27,6 +31,7 @@ from model import (
     Service,
     World,
 )
+from sut import gatewayapi
 from sut.gatewayapi import Resources, load_manifests
 
 __all__ = [
@@ -38,6 +43,7 @@ __all__ = [
     "PROBE_PATHS",
     "SERVICES",
     "initial_world",
+    "load_world",
     "manifests",
     "probe_requests",
     "to_resources",
@@ -102,6 +108,7 @@ def probe_requests(world: World) -> Iterator[Request]:
 # ------------------------------------------------------------------ manifests
 
 
+@functools.cache
 def _tls_files() -> tuple[str, str]:
     folder = package_files.files("harness.lockstep") / "tls"
     return (folder / "example.crt").read_text(), (folder / "example.key").read_text()
@@ -212,20 +219,95 @@ def manifests(world: World, load_balancer: str | None = None) -> str:
     return yaml.safe_dump_all(documents, sort_keys=False)
 
 
-@attrs.frozen
-class _Cached:
-    world: World
-    load_balancer: str | None
-    resources: Resources
+def load_world(world: World, load_balancer: str | None = None) -> Resources:
+    """The world written as manifests and read by the control plane's real manifest loader."""
+    return load_manifests(manifests(world, load_balancer))
 
 
-_last: list[_Cached] = []
+# ------------------------------------------------------------ direct to Resources
+
+
+def _meta(name: str, created: datetime.datetime | None = None) -> gatewayapi.ObjectMeta:
+    return gatewayapi.ObjectMeta(name=name, namespace=NAMESPACE, creation_timestamp=created)
+
+
+def _gateway_resource(world: World) -> gatewayapi.Gateway:
+    certificate = gatewayapi.ListenerTLS(
+        certificate_refs=(gatewayapi.SecretObjectReference(TLS_SECRET),)
+    )
+    return gatewayapi.Gateway(
+        metadata=_meta(GATEWAY),
+        gateway_class_name=GATEWAY_CLASS,
+        listeners=tuple(
+            gatewayapi.Listener(
+                name=item.name,
+                port=item.port,
+                protocol=item.protocol,
+                hostname=item.hostname,
+                tls=certificate if item.protocol == "HTTPS" else None,
+            )
+            for item in world.listeners
+        ),
+    )
+
+
+def _route_match(match: Match) -> gatewayapi.RouteMatch:
+    return gatewayapi.RouteMatch(
+        path=gatewayapi.PathMatch(type=match.path_kind, value=match.path),
+        headers=tuple(gatewayapi.HeaderMatch(h.name, h.value) for h in match.headers),
+    )
+
+
+def _http_route_resource(route: Route) -> gatewayapi.HTTPRoute:
+    return gatewayapi.HTTPRoute(
+        metadata=_meta(route.name, EPOCH + datetime.timedelta(seconds=route.created)),
+        parent_refs=(gatewayapi.ParentReference(GATEWAY, section_name=route.section),),
+        hostnames=route.hostnames,
+        rules=tuple(
+            gatewayapi.HTTPRouteRule(
+                matches=tuple(_route_match(match) for match in rule.matches)
+                or (gatewayapi.RouteMatch(),),
+                backend_refs=tuple(
+                    gatewayapi.BackendRef(b.service, port=SERVICE_PORT, weight=b.weight)
+                    for b in rule.backends
+                ),
+            )
+            for rule in route.rules
+        ),
+    )
 
 
 def to_resources(world: World, load_balancer: str | None = None) -> Resources:
-    """The world loaded through the real manifest loader, as the control plane's store."""
-    if _last and _last[0].world == world and _last[0].load_balancer == load_balancer:
-        return _last[0].resources
-    loaded = load_manifests(manifests(world, load_balancer))
-    _last[:] = [_Cached(world, load_balancer, loaded)]
-    return loaded
+    """The world as the control plane's store, built directly: what `load_world` reads from
+    `manifests`, without the YAML round trip each operation would otherwise pay."""
+    certificate, key = _tls_files()
+    policies: tuple[gatewayapi.BackendTrafficPolicy, ...] = ()
+    if load_balancer is not None:
+        policies = (
+            gatewayapi.BackendTrafficPolicy(
+                metadata=_meta("gateway-tuning"),
+                target_refs=(gatewayapi.PolicyTargetReference(kind="Gateway", name=GATEWAY),),
+                load_balancer=load_balancer,
+            ),
+        )
+    return Resources(
+        gateway_classes=(
+            gatewayapi.GatewayClass(
+                gatewayapi.ObjectMeta(name=GATEWAY_CLASS), "routeproof.dev/gateway-controller"
+            ),
+        ),
+        gateways=(_gateway_resource(world),),
+        http_routes=tuple(_http_route_resource(route) for route in world.routes),
+        services=tuple(
+            gatewayapi.Service(_meta(service.name), ports=(gatewayapi.ServicePort(SERVICE_PORT),))
+            for service in world.services
+        ),
+        secrets=(
+            gatewayapi.Secret(
+                _meta(TLS_SECRET),
+                type="kubernetes.io/tls",
+                data=(("tls.crt", certificate.encode()), ("tls.key", key.encode())),
+            ),
+        ),
+        backend_traffic_policies=policies,
+    )

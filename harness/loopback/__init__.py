@@ -1,6 +1,7 @@
-"""Loopback infrastructure: real Envoy (bootstrap, admin client, process), the TCP relay in front
-of the xDS server, echo pods, HTTP(S) probes and child-process hygiene. Everything listens on
-127.0.0.1 with ports chosen by the OS. Nothing here knows the model or the SUT."""
+"""Loopback infrastructure: real Envoy (bootstrap, admin client, process, spares parked ahead of
+need), the TCP relay in front of the xDS server, echo pods, HTTP(S) probes and child-process
+hygiene. Everything listens on 127.0.0.1 with ports chosen by the OS. Nothing here knows the
+model or the SUT."""
 
 from harness.loopback.admin import ClusterStatus, EnvoyAdmin, HostStatus, ListenerStatus
 from harness.loopback.bootstrap import (
@@ -14,8 +15,9 @@ from harness.loopback.bootstrap import (
     envoy_binary,
     validate_bootstrap,
 )
-from harness.loopback.envoy import EnvoyProcess
+from harness.loopback.envoy import EnvoyProcess, LaunchOptions, ParkedEnvoy
 from harness.loopback.errors import AdminError, EnvoyError, EnvoyExitedError, EnvoyTimeoutError
+from harness.loopback.spares import SpareEnvoys, SpareStats
 
 __all__ = [
     "XDS_CLUSTER",
@@ -30,8 +32,12 @@ __all__ = [
     "EnvoyProcess",
     "EnvoyTimeoutError",
     "HostStatus",
+    "LaunchOptions",
     "ListenerStatus",
+    "ParkedEnvoy",
     "ProxyListener",
+    "SpareEnvoys",
+    "SpareStats",
     "StaticCluster",
     "XdsMode",
     "envoy_binary",

@@ -65,11 +65,20 @@ class EnvoyAdmin:
         return f"EnvoyAdmin({self.address}:{self.port})"
 
     def request(
-        self, method: str, path: str, params: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> tuple[int, bytes]:
-        """Raw call: (status, body). AdminError if the endpoint does not answer."""
+        """Raw call: (status, body). AdminError if the endpoint does not answer. `timeout`
+        (default: the client's) bounds each socket operation; Envoy sends nothing until it has
+        built the whole answer, so a large config_dump needs a longer one."""
         target = path + ("?" + urllib.parse.urlencode(params) if params else "")
-        connection = http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
+        connection = http.client.HTTPConnection(
+            self.address, self.port, timeout=self.timeout if timeout is None else timeout
+        )
         try:
             connection.request(method, target, headers={"Connection": "close"})
             response = connection.getresponse()
@@ -79,8 +88,10 @@ class EnvoyAdmin:
         finally:
             connection.close()
 
-    def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
-        status, body = self.request("GET", path, params)
+    def get_json(
+        self, path: str, params: Mapping[str, str] | None = None, *, timeout: float | None = None
+    ) -> Any:
+        status, body = self.request("GET", path, params, timeout=timeout)
         if status != 200:
             raise AdminError(f"admin GET {path} -> {status}: {body[:500]!r}")
         try:
@@ -93,9 +104,15 @@ class EnvoyAdmin:
         return self.request("POST", path, params)
 
     def config_dump(
-        self, resource: str | None = None, mask: str | None = None, include_eds: bool = False
+        self,
+        resource: str | None = None,
+        mask: str | None = None,
+        include_eds: bool = False,
+        *,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
-        """/config_dump as JSON; `resource` e.g. 'dynamic_listeners', 'dynamic_active_clusters'."""
+        """/config_dump as JSON; `resource` e.g. 'dynamic_listeners', 'dynamic_active_clusters'
+        (then `configs` lists that field's items, and is absent when there are none)."""
         params: dict[str, str] = {}
         if resource is not None:
             params["resource"] = resource
@@ -103,7 +120,7 @@ class EnvoyAdmin:
             params["mask"] = mask
         if include_eds:
             params["include_eds"] = "true"
-        document = self.get_json("/config_dump", params)
+        document = self.get_json("/config_dump", params, timeout=timeout)
         if not isinstance(document, dict):
             raise AdminError("config_dump did not return a JSON object")
         return document

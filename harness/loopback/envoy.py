@@ -7,25 +7,35 @@ Rules of this module:
 - Flags follow ENVOY_FACTS.md: no hot restart (a second Envoy would fight for the base id),
   one worker, no drain time (drains delay RDS unsubscribes and hide whole bug classes),
   `config:debug` so xDS stream failures reach the log.
+- A `ParkedEnvoy` is a process launched ahead of need whose bootstrap path is a FIFO nobody
+  has written yet: Envoy loads and initialises itself, then blocks opening its bootstrap, before
+  its server exists (no admin endpoint, listener, xDS connection, subscription or timer).
+  `EnvoyProcess.start(parked=...)` writes the bootstrap into the FIFO, so everything Envoy does
+  as a server starts then, as in a process spawned then. The wait shows only in the server's
+  uptime, which counts from exec.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
+
+import attrs
 
 from harness.loopback import processes
 from harness.loopback.admin import EnvoyAdmin
 from harness.loopback.bootstrap import EnvoyBootstrap, envoy_binary
 from harness.loopback.errors import AdminError, EnvoyError, EnvoyExitedError, EnvoyTimeoutError
 
-__all__ = ["EnvoyProcess"]
+__all__ = ["EnvoyProcess", "LaunchOptions", "ParkedEnvoy"]
 
 
 def _tail(path: Path, lines: int) -> list[str]:
@@ -38,6 +48,126 @@ def _tail(path: Path, lines: int) -> list[str]:
     except OSError:
         return []
     return text.splitlines()[-lines:]
+
+
+def _strings(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+@attrs.frozen
+class LaunchOptions:
+    """The part of Envoy's command line that is the same for every process of a run (the rest
+    names files in the process's own directory); a parked Envoy serves only equal options."""
+
+    log_level: str = "info"
+    component_log_level: str = "config:debug,upstream:info"
+    extra_args: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    envoy_path: Path | None = None
+
+    def command(self, workdir: Path) -> list[str]:
+        return [
+            str(self.envoy_path or envoy_binary()),
+            "-c",
+            str(workdir / _BOOTSTRAP),
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "--drain-time-s",
+            "0",
+            "--drain-strategy",
+            "immediate",
+            "--file-flush-interval-msec",
+            "100",
+            "--admin-address-path",
+            str(workdir / _ADMIN_ADDRESS),
+            "--log-path",
+            str(workdir / _LOG),
+            "-l",
+            self.log_level,
+            "--component-log-level",
+            self.component_log_level,
+            *self.extra_args,
+        ]
+
+
+_BOOTSTRAP = "bootstrap.json"
+_ADMIN_ADDRESS = "admin-address"
+_LOG = "envoy.log"
+_STDERR = "stderr.log"
+
+
+def _spawn(options: LaunchOptions, workdir: Path) -> subprocess.Popen[bytes]:
+    with (workdir / _STDERR).open("wb") as stderr:
+        return processes.spawn(options.command(workdir), stdout=stderr, stderr=stderr, cwd=workdir)
+
+
+class ParkedEnvoy:
+    """An Envoy process waiting for its bootstrap (see the rules above). Hand it to exactly one
+    `EnvoyProcess.start(parked=...)`, or `stop()` it."""
+
+    def __init__(self, options: LaunchOptions | None = None) -> None:
+        self.options = options or LaunchOptions()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
+        self.launched_at: float | None = None
+        """time.monotonic() just before the process was spawned."""
+
+    def launch(self) -> ParkedEnvoy:
+        """Spawn Envoy now; it parks at its bootstrap FIFO without anyone waiting for it."""
+        if self.launched_at is not None:
+            raise EnvoyError("a parked Envoy is launched once")
+        workdir = Path(tempfile.mkdtemp(prefix="routeproof-envoy-"))
+        try:
+            os.mkfifo(workdir / _BOOTSTRAP, 0o600)
+            self.launched_at = time.monotonic()
+            self._process = _spawn(self.options, workdir)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        self._workdir = workdir
+        return self
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise EnvoyError("no parked Envoy process")
+        return self._process.pid
+
+    @property
+    def workdir(self) -> Path | None:
+        """Its directory (bootstrap FIFO, logs) until stopped or handed over."""
+        return self._workdir
+
+    @property
+    def running(self) -> bool:
+        """Launched, still alive, and not handed over yet."""
+        return self._process is not None and self._process.poll() is None
+
+    def age(self) -> float:
+        """Seconds since launch (0 before)."""
+        return 0.0 if self.launched_at is None else time.monotonic() - self.launched_at
+
+    def hand_over(self) -> tuple[subprocess.Popen[bytes], Path]:
+        """The process and its directory, now the caller's to stop and remove."""
+        process, workdir = self._process, self._workdir
+        if process is None or workdir is None:
+            raise EnvoyError("this parked Envoy was stopped or handed over already")
+        self._process, self._workdir = None, None
+        return process, workdir
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the process (it dies of SIGTERM: it installs no handler before its bootstrap)
+        and remove its directory. Idempotent; does nothing once handed over."""
+        process, self._process = self._process, None
+        workdir, self._workdir = self._workdir, None
+        if process is not None:
+            processes.stop(process, timeout=timeout)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def __repr__(self) -> str:
+        state = f"pid {self._process.pid}" if self._process is not None else "not parked"
+        return f"ParkedEnvoy({state}, age {self.age():.2f}s)"
 
 
 class EnvoyProcess:
@@ -55,10 +185,7 @@ class EnvoyProcess:
         admin_timeout: float = 2.0,
     ) -> None:
         self.bootstrap = bootstrap
-        self.log_level = log_level
-        self.component_log_level = component_log_level
-        self.extra_args = tuple(extra_args)
-        self._envoy_path = envoy_path
+        self.options = LaunchOptions(log_level, component_log_level, extra_args, envoy_path)
         self._admin_timeout = admin_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
@@ -66,7 +193,8 @@ class EnvoyProcess:
         self._final_log: list[str] = []
         self._returncode: int | None = None
         self.started_at: float | None = None
-        """time.monotonic() just before the process was spawned."""
+        """time.monotonic() just before Envoy got its bootstrap: when spawned, or when handed
+        it if it was parked (its server, and every clock of it, starts then)."""
 
     # paths in the working directory
     @property
@@ -77,19 +205,31 @@ class EnvoyProcess:
 
     @property
     def bootstrap_path(self) -> Path:
-        return self.workdir / "bootstrap.json"
+        return self.workdir / _BOOTSTRAP
 
     @property
     def log_path(self) -> Path:
-        return self.workdir / "envoy.log"
+        return self.workdir / _LOG
 
     @property
     def _stderr_path(self) -> Path:
-        return self.workdir / "stderr.log"
+        return self.workdir / _STDERR
 
     @property
     def _admin_address_path(self) -> Path:
-        return self.workdir / "admin-address"
+        return self.workdir / _ADMIN_ADDRESS
+
+    @property
+    def log_level(self) -> str:
+        return self.options.log_level
+
+    @property
+    def component_log_level(self) -> str:
+        return self.options.component_log_level
+
+    @property
+    def extra_args(self) -> tuple[str, ...]:
+        return self.options.extra_args
 
     @property
     def pid(self) -> int:
@@ -115,54 +255,70 @@ class EnvoyProcess:
         return self._admin
 
     def command(self) -> list[str]:
-        return [
-            str(self._envoy_path or envoy_binary()),
-            "-c",
-            str(self.bootstrap_path),
-            "--disable-hot-restart",
-            "--concurrency",
-            "1",
-            "--drain-time-s",
-            "0",
-            "--drain-strategy",
-            "immediate",
-            "--file-flush-interval-msec",
-            "100",
-            "--admin-address-path",
-            str(self._admin_address_path),
-            "--log-path",
-            str(self.log_path),
-            "-l",
-            self.log_level,
-            "--component-log-level",
-            self.component_log_level,
-            *self.extra_args,
-        ]
+        return self.options.command(self.workdir)
 
-    def start(self, timeout: float = 10.0) -> EnvoyProcess:
-        """Spawn Envoy and wait for its admin endpoint. Raises EnvoyError (with the log tail)."""
+    def start(self, timeout: float = 10.0, *, parked: ParkedEnvoy | None = None) -> EnvoyProcess:
+        """Spawn Envoy, or hand the bootstrap to `parked` (launched with equal options), and wait
+        for its admin endpoint. Raises EnvoyError (with the log tail); a failed start stops the
+        process, the parked one included."""
         if self._process is not None:
+            if parked is not None:
+                parked.stop()
             raise EnvoyError("Envoy already started; stop() or restart() it")
-        self._workdir = Path(tempfile.mkdtemp(prefix="routeproof-envoy-"))
+        if parked is not None and parked.options != self.options:
+            parked.stop()
+            raise EnvoyError(f"parked Envoy has {parked.options}, this one needs {self.options}")
         self._final_log = []
-        self.bootstrap_path.write_text(self.bootstrap.to_json())
-        stderr = self._stderr_path.open("wb")
-        try:
+        deadline = time.monotonic() + timeout
+        if parked is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="routeproof-envoy-"))
+            try:
+                self.bootstrap_path.write_text(self.bootstrap.to_json())
+                self.started_at = time.monotonic()
+                self._process = _spawn(self.options, self._workdir)
+            except BaseException:
+                self._cleanup_workdir()
+                raise
+        else:
+            self._process, self._workdir = parked.hand_over()
             self.started_at = time.monotonic()
-            self._process = processes.spawn(
-                self.command(), stdout=stderr, stderr=stderr, cwd=self._workdir
-            )
-        except BaseException:
-            self._cleanup_workdir()
-            raise
-        finally:
-            stderr.close()
         try:
-            self._wait_admin(timeout)
+            if parked is not None:
+                self._hand_bootstrap(deadline)
+            self._wait_admin(max(deadline - time.monotonic(), 0.0))
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _hand_bootstrap(self, deadline: float) -> None:
+        """Write the bootstrap into the FIFO a parked Envoy reads, once it has opened it; then
+        leave a plain file in its place, as a fresh start would."""
+        fifo = self.bootstrap_path
+        text = self.bootstrap.to_json()
+        descriptor = -1
+        for pause in _pauses(deadline, longest=0.002):
+            self._raise_if_exited("while parked")
+            try:
+                # Non-blocking: succeeds only once Envoy holds the FIFO open for reading.
+                descriptor = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as error:
+                if error.errno != errno.ENXIO:
+                    raise
+            else:
+                break
+            if pause is None:
+                raise EnvoyTimeoutError(
+                    f"parked Envoy never opened its bootstrap\n{self.log_tail()}"
+                )
+            time.sleep(pause)
+        os.set_blocking(descriptor, True)
+        with os.fdopen(descriptor, "wb") as pipe:
+            pipe.write(text.encode())
+        # Envoy reads the bootstrap once; it holds the FIFO open, so the name may be reused.
+        replacement = fifo.with_name(fifo.name + ".tmp")
+        replacement.write_text(text)
+        replacement.replace(fifo)
 
     def _wait_admin(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

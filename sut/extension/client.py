@@ -181,6 +181,20 @@ class ExtensionClient:
         if channel is not None:
             channel.close()
 
+    def connect(self, timeout: float) -> bool:
+        """Open the channel and wait until it is connected, as a gateway does at startup, so the
+        first hook call's deadline is not spent on the connection; False if it did not connect
+        in time (calls then connect on their own, and fail as the server's state says)."""
+        try:
+            channel = self._current_channel(Hook.POST_TRANSLATE_MODIFY)
+        except ExtensionError:
+            return False
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            return False
+        return True
+
     @property
     def settings(self) -> ExtensionSettings:
         return self._settings

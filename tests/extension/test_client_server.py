@@ -414,3 +414,17 @@ def test_a_hang_gives_up_after_the_hang_limit_even_if_the_caller_waits(route):
     assert raised.value.kind == "unavailable"
     assert 0.2 <= elapsed < 5.0
     assert worker_threads() == []
+
+
+def test_connect_waits_for_the_channel_and_says_when_no_server_answers(server):
+    with ExtensionClient(ExtensionSettings(address=server.address)) as client:
+        assert client.connect(timeout=5.0)
+    # A port nothing listens on (the server's, once it is closed): no connection in time.
+    closed = ExtensionServer(generation=1)
+    closed.start()
+    address = closed.address
+    closed.close()
+    with ExtensionClient(ExtensionSettings(address=address)) as client:
+        started = time.monotonic()
+        assert not client.connect(timeout=0.3)
+        assert time.monotonic() - started < 2.0

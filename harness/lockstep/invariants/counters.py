@@ -15,13 +15,17 @@ A restarted Envoy starts its counters again; so does this invariant.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 
 from harness.lockstep.verdict import Violation
-from harness.loopback import EnvoyAdmin
 from sut.xds import ResourceType, Snapshot
 
-__all__ = ["EnvoyCounters", "allowed_removals"]
+__all__ = ["STATS_FILTER", "EnvoyCounters", "allowed_removals"]
+
+STATS_FILTER = "listener_manager|cluster_manager|update_rejected"
+"""The counters this invariant reads (an admin `/stats?filter=` regex, searched in each name)."""
+_READS = re.compile(STATS_FILTER)
 
 LISTENERS_REMOVED = "listener_manager.listener_removed"
 CLUSTERS_REMOVED = "cluster_manager.cluster_removed"
@@ -47,14 +51,15 @@ class EnvoyCounters:
     def check(
         self,
         process: object,
-        admin: EnvoyAdmin,
+        counters: Mapping[str, int],
         trail: Sequence[Snapshot],
         rejections_made: int,
     ) -> list[Violation]:
-        """`process` identifies the Envoy (a new one starts from zero); `trail` is what it held
-        at the last check followed by every snapshot published since; `rejections_made` counts
-        the updates the harness made it reject in this step."""
-        stats = admin.stats(filter="listener_manager|cluster_manager|update_rejected")
+        """`process` identifies the Envoy (a new one starts from zero); `counters` are its stats
+        now (at least those `STATS_FILTER` names); `trail` is what it held at the last check
+        followed by every snapshot published since; `rejections_made` counts the updates the
+        harness made it reject in this step."""
+        stats = {name: value for name, value in counters.items() if _READS.search(name)}
         if process is not self._process:
             self._process, self._baseline = process, {}
         delta = {name: value - self._baseline.get(name, 0) for name, value in stats.items()}

@@ -3,10 +3,14 @@ proxy's own view of an unanswered subscription, independent of the wire."""
 
 from __future__ import annotations
 
-from harness.lockstep.verdict import Violation
-from harness.loopback import EnvoyAdmin
+from collections.abc import Mapping
 
-__all__ = ["FetchTimeouts"]
+from harness.lockstep.verdict import Violation
+
+__all__ = ["STATS_FILTER", "FetchTimeouts"]
+
+STATS_FILTER = "init_fetch_timeout"
+"""The counters this invariant reads (an admin `/stats?filter=` regex, searched in each name)."""
 
 
 class FetchTimeouts:
@@ -20,9 +24,10 @@ class FetchTimeouts:
         first fetches time out by design) counting begins at its first good state."""
         self._process, self._baseline, self._counting = process, {}, counting
 
-    def check(self, process: object, admin: EnvoyAdmin) -> list[Violation]:
+    def check(self, process: object, counters: Mapping[str, int]) -> list[Violation]:
+        """`counters`: the stats of Envoy `process` now (at least those `STATS_FILTER` names)."""
         timeouts = {
-            name: value for name, value in admin.stats(filter="init_fetch_timeout").items() if value
+            name: value for name, value in counters.items() if value and STATS_FILTER in name
         }
         if process is not self._process or not self._counting:
             self._process, self._baseline, self._counting = process, timeouts, True
