@@ -257,7 +257,12 @@ def add_explore_command(
 def _explore(
     args: argparse.Namespace, stack_settings: Callable[[argparse.Namespace, str], StackSettings]
 ) -> int:
-    from harness.commands.check import describe_settings, format_counterexample, save_replay
+    from harness.commands.check import (
+        describe_settings,
+        format_counterexample,
+        format_kinds,
+        save_replay,
+    )
 
     if args.depth < 1 or args.workers < 1:
         print("explore: --depth and --workers must be at least 1", file=sys.stderr)
@@ -279,12 +284,12 @@ def _explore(
         result = run_explore(options, print_progress(f"{mode} depth {args.depth}"))
         print(coverage_summary(options, result))
         if args.stats:
-            print(
-                "operations run by kind: " + ", ".join(f"{k} {n}" for k, n in result.kinds.items())
-            )
+            print(format_kinds(result.kinds))
         if result.failure is not None:
             path = save_replay(result.failure, settings)
-            print(format_counterexample(result.failure, f"python -m harness replay {path}"))
+            report = format_counterexample(result.failure, f"python -m harness replay {path}")
+            # Breadth first, shortest first: the failing prefix is already short, not shrunk.
+            print(report.replace("counterexample (shrunk):", "counterexample (breadth first):", 1))
             print(f"explore: counterexample in {len(result.failure.steps)} steps ({mode})")
             return 1
     print(f"explore: every sequence passed ({args.xds})")
