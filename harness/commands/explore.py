@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import multiprocessing
 import os
 import sys
 import time
@@ -19,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import attrs
 
+from harness.commands.workers import worker_pool
 from harness.lockstep.alphabet import ALPHABETS, Letter
 from harness.lockstep.exploration import Move, Plan, plan
 from harness.lockstep.machine import Failure
@@ -116,11 +116,6 @@ def _failure(session: Session, violations: Sequence[Violation]) -> Failure:
     )
 
 
-def _worker_setup() -> None:
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
-
-
 def run_explore(
     options: ExploreOptions, on_progress: Callable[[str], None] | None = None
 ) -> ExploreResult:
@@ -176,10 +171,7 @@ def _results(
                 return
             yield moves, run_sequence(options.stack, moves)
         return
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=options.workers, mp_context=context, initializer=_worker_setup
-    ) as pool:
+    with worker_pool(options.workers) as (pool, _):
         pending = {pool.submit(run_sequence, options.stack, moves): moves for moves in sequences}
         try:
             for future in concurrent.futures.as_completed(pending):

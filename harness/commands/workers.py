@@ -19,6 +19,7 @@ Rules of this module:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -40,7 +41,7 @@ from harness.commands.check import (
 )
 from harness.lockstep.machine import Progress
 
-__all__ = ["Search", "check_on_workers", "search_each", "worker_seed"]
+__all__ = ["Search", "check_on_workers", "search_each", "worker_pool", "worker_seed"]
 
 
 @attrs.frozen
@@ -106,14 +107,7 @@ def search_each(
             report = _labelled(on_progress, search.label)
             yield index, run_check(search.options, report)
         return
-    context = multiprocessing.get_context("spawn")
-    stop = context.Event()
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=min(workers, len(searches)),
-        mp_context=context,
-        initializer=_worker_started,
-        initargs=(stop,),
-    ) as pool:
+    with worker_pool(min(workers, len(searches))) as (pool, stop):
         pending = {pool.submit(_search, search): index for index, search in enumerate(searches)}
         try:
             for future in concurrent.futures.as_completed(pending):
@@ -124,6 +118,23 @@ def search_each(
                 future.cancel()
             concurrent.futures.wait(pending)
             raise
+
+
+@contextlib.contextmanager
+def worker_pool(
+    workers: int,
+) -> Iterator[tuple[concurrent.futures.ProcessPoolExecutor, Event]]:
+    """`workers` spawned processes that ignore SIGINT and die with this one, and the pool's stop
+    flag (each worker reads it as `_pool_stop`). Shared by every command that runs on workers."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_worker_started,
+        initargs=(stop,),
+    ) as pool:
+        yield pool, stop
 
 
 def _result(future: concurrent.futures.Future[CheckResult]) -> CheckResult:

@@ -16,9 +16,9 @@ Two alphabets, stated here:
   control plane meets them (an error, a hang past the deadline, a reply that must be rejected),
   so three stay; listeners, routes and scaling keep one class per direction. Depth 3 and beyond.
 
-Routes are created from a catalogue keyed by name (`CATALOGUE_ROUTES`): the lowest free name gets
-its catalogue content, so deleting a route and creating one again brings back the same
-resources under the same names, the re-subscription a cache must answer.
+Routes are created from the catalogue keyed by name (`worlds.CATALOGUE_ROUTES`): the lowest free
+name gets its catalogue content, so deleting a route and creating one again brings back the
+same resources under the same names, the re-subscription a cache must answer.
 """
 
 from __future__ import annotations
@@ -47,41 +47,19 @@ from harness.lockstep.operations import (
     SetFailOpen,
     UpdateRoute,
 )
-from harness.lockstep.worlds import HEADER, LISTENERS, LOAD_BALANCERS, MISSING_SERVICE, SERVICES
-from model import Backend, Match, ModelState, Route, Rule
+from harness.lockstep.worlds import (
+    CATALOGUE_ROUTES,
+    FAULTS,
+    HOOKS,
+    LISTENERS,
+    LOAD_BALANCERS,
+    MAX_ROUTES,
+    MISSING_SERVICE,
+    SERVICES,
+)
+from model import Backend, ModelState, Route
 
-__all__ = ["ALPHABETS", "CATALOGUE_ROUTES", "COARSE", "FULL", "Letter", "alphabet"]
-
-MAX_ROUTES = 4
-
-CATALOGUE_ROUTES: dict[str, Route] = {
-    route.name: route
-    for route in (
-        Route("route-0", 0, (Rule((Match("PathPrefix", "/"),), (Backend("svc-a"),)),)),
-        Route(
-            "route-1",
-            0,
-            (Rule((Match("PathPrefix", "/app"),), (Backend("svc-b"),)),),
-            hostnames=("b.example.com",),
-        ),
-        Route(
-            "route-2",
-            0,
-            (Rule((Match("PathPrefix", "/app/v1"),), (Backend("svc-c"),)),),
-            hostnames=("*.example.com",),
-        ),
-        Route(
-            "route-3",
-            0,
-            (Rule((Match("Exact", "/app", (HEADER,)),), (Backend("svc-a"), Backend("svc-c"))),),
-            hostnames=("a.example.com", "b.example.com"),
-            section="https-a",
-        ),
-    )
-}
-"""What a route created under each name holds: route-0 and route-1 as in the initial world;
-route-2 overlaps both by wildcard hostname and a longer prefix; route-3 adds a header match and
-a second backend on one HTTPS listener only."""
+__all__ = ["ALPHABETS", "COARSE", "FULL", "Letter", "alphabet"]
 
 Build = Callable[[ModelState], Operation | None]
 
@@ -240,9 +218,6 @@ _CONNECTION = [
     Letter("restart control plane", "restart-control-plane", _unless_held(RestartControlPlane())),
     Letter("rejected update", "rejected-update", _unless_held(RejectedUpdate())),
 ]
-
-FAULTS = ("unavailable", "hang", "internal", "invalid-reject", "invalid-dangling")
-HOOKS = (None, "PostTranslateModify", "PostRouteModify")
 
 FULL: tuple[Letter, ...] = (
     *(

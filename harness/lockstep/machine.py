@@ -55,11 +55,15 @@ from harness.lockstep.operations import (
 from harness.lockstep.session import Session
 from harness.lockstep.stack import StackSettings
 from harness.lockstep.worlds import (
+    FAULTS,
     HEADER,
+    HOOKS,
     LISTENERS,
     LOAD_BALANCERS,
+    MAX_ROUTES,
     MISSING_SERVICE,
     ROUTE_HOSTNAMES,
+    ROUTE_NAMES,
     ROUTE_PATHS,
     SERVICES,
 )
@@ -75,11 +79,6 @@ __all__ = [
     "machine_for",
     "route_strategy",
 ]
-
-MAX_ROUTES = 4
-ROUTE_NAMES = tuple(f"route-{index}" for index in range(MAX_ROUTES))
-FAULTS = ("unavailable", "hang", "internal", "invalid-reject", "invalid-dangling")
-HOOKS = (None, "PostTranslateModify", "PostRouteModify")
 
 
 CHANGE_KINDS = (

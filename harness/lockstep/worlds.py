@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from importlib import resources as package_files
 from typing import Any
 
+import attrs
 import yaml
 
 from model import (
@@ -35,12 +36,17 @@ from sut import gatewayapi
 from sut.gatewayapi import Resources, load_manifests
 
 __all__ = [
+    "CATALOGUE_ROUTES",
+    "FAULTS",
     "GATEWAY",
+    "HOOKS",
     "LISTENERS",
     "LOAD_BALANCERS",
+    "MAX_ROUTES",
     "NAMESPACE",
     "PROBE_HOSTS",
     "PROBE_PATHS",
+    "ROUTE_NAMES",
     "SERVICES",
     "initial_world",
     "load_world",
@@ -74,6 +80,42 @@ LOAD_BALANCERS = ("RoundRobin", "Random", "LeastRequest")
 """Envoy Gateway BackendTrafficPolicy load balancer types: a change rewrites every Cluster but
 no endpoint, and never changes which Service answers."""
 
+MAX_ROUTES = 4
+ROUTE_NAMES = tuple(f"route-{index}" for index in range(MAX_ROUTES))
+FAULTS = ("unavailable", "hang", "internal", "invalid-reject", "invalid-dangling")
+"""Extension fault kinds (`sut.extension.Fault`) the harness injects."""
+HOOKS = (None, "PostTranslateModify", "PostRouteModify")
+"""Where a fault applies: every hook (None) or one of them."""
+
+CATALOGUE_ROUTES: dict[str, Route] = {
+    route.name: route
+    for route in (
+        Route("route-0", 0, (Rule((Match("PathPrefix", "/"),), (Backend("svc-a"),)),)),
+        Route(
+            "route-1",
+            0,
+            (Rule((Match("PathPrefix", "/app"),), (Backend("svc-b"),)),),
+            hostnames=("b.example.com",),
+        ),
+        Route(
+            "route-2",
+            0,
+            (Rule((Match("PathPrefix", "/app/v1"),), (Backend("svc-c"),)),),
+            hostnames=("*.example.com",),
+        ),
+        Route(
+            "route-3",
+            0,
+            (Rule((Match("Exact", "/app", (HEADER,)),), (Backend("svc-a"), Backend("svc-c"))),),
+            hostnames=("a.example.com", "b.example.com"),
+            section="https-a",
+        ),
+    )
+}
+"""A route under each name (`created` is set where one is made): route-0 and route-1 are the
+initial world's; route-2 overlaps both by wildcard hostname and a longer prefix; route-3 adds a
+header match and a second backend on one HTTPS listener only."""
+
 PROBE_HOSTS = ("a.example.com", "b.example.com", "c.example.com", "other.org")
 PROBE_PATHS = ("/", "/app", "/app/v1", "/app/v1/x", "/api", "/apix")
 
@@ -83,13 +125,8 @@ def initial_world(pods: dict[str, tuple[str, ...]]) -> World:
     return World(
         listeners=(LISTENERS["http"], LISTENERS["https-a"], LISTENERS["https-b"]),
         routes=(
-            Route("route-0", 0, (Rule((Match("PathPrefix", "/"),), (Backend("svc-a"),)),)),
-            Route(
-                "route-1",
-                1,
-                (Rule((Match("PathPrefix", "/app"),), (Backend("svc-b"),)),),
-                hostnames=("b.example.com",),
-            ),
+            CATALOGUE_ROUTES["route-0"],
+            attrs.evolve(CATALOGUE_ROUTES["route-1"], created=1),
         ),
         services=tuple(Service(name, pods.get(name, ())) for name in SERVICES),
     )
