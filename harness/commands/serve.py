@@ -33,8 +33,7 @@ from harness.loopback import EnvoyError, XdsMode
 from harness.loopback.echo import EchoReply
 from harness.loopback.probe import ProbeResult, probe
 from sut.errors import ConfigError, ManifestError
-from sut.gatewayapi import ObjectKey, Resources, load_manifests
-from sut.gatewayapi.status import ConditionStatus, Reason, Statuses
+from sut.gatewayapi import ConditionStatus, ObjectKey, Reason, Resources, Statuses, load_manifests
 
 __all__ = [
     "ProbeRequest",

@@ -32,8 +32,7 @@ from sut.controlplane.validate import envoy_rejections
 from sut.controlplane.versions import ProcessVersions, store_versioned
 from sut.errors import ExtensionError
 from sut.extension import Budget, Clock, ExtensionClient, Hook
-from sut.gatewayapi import Resources
-from sut.gatewayapi.status import Statuses
+from sut.gatewayapi import Resources, Statuses
 from sut.mutants import Mutants
 from sut.translate import TranslateOptions, Translation, XdsResources, translate
 from sut.xds import Snapshot, SnapshotCache, consistency_errors

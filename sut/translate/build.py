@@ -50,30 +50,28 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from sut.gatewayapi.resources import (
+from sut.gatewayapi import (
     CORE_GROUP,
     GATEWAY_GROUP,
     BackendRef,
+    Condition,
     Gateway,
+    GatewayStatus,
     HeaderModifier,
     HTTPRoute,
     HTTPRouteFilter,
     HTTPRouteRule,
+    HTTPRouteStatus,
     Listener,
+    ListenerStatus,
     ObjectKey,
     ParentReference,
+    Reason,
     Resources,
     RouteGroupKind,
     RouteMatch,
-    Secret,
-)
-from sut.gatewayapi.status import (
-    Condition,
-    GatewayStatus,
-    HTTPRouteStatus,
-    ListenerStatus,
-    Reason,
     RouteParentStatus,
+    Secret,
     Statuses,
 )
 from sut.translate.hostnames import covers, more_specific, route_hostnames_on_listener

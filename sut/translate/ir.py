@@ -12,7 +12,7 @@ import datetime
 
 import attrs
 
-from sut.gatewayapi.resources import Endpoint, ObjectKey
+from sut.gatewayapi import Endpoint, ObjectKey
 
 __all__ = [
     "IR",

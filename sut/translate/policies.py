@@ -27,20 +27,18 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
-from sut.gatewayapi.resources import (
+from sut.gatewayapi import (
     GATEWAY_GROUP,
     BackendTrafficPolicy,
+    BackendTrafficPolicyStatus,
+    Condition,
     Gateway,
     ObjectKey,
     ParentReference,
-    PolicyTargetReference,
-    Resources,
-)
-from sut.gatewayapi.status import (
-    BackendTrafficPolicyStatus,
-    Condition,
     PolicyAncestorStatus,
+    PolicyTargetReference,
     Reason,
+    Resources,
 )
 from sut.translate.ir import ClusterSettings
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from sut.gatewayapi.resources import Resources
-from sut.gatewayapi.status import Statuses
+from sut.gatewayapi import Resources, Statuses
 from sut.translate.build import build_ir
 from sut.translate.ir import IR
 from sut.translate.options import TranslateOptions

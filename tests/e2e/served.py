@@ -17,8 +17,7 @@ import attrs
 
 from harness.commands.serve import ProbeRequest, ServedListener, answer, served_listeners, serving
 from harness.lockstep.stack import Stack
-from sut.gatewayapi import ObjectKey, Resources, load_manifests
-from sut.gatewayapi.status import Statuses
+from sut.gatewayapi import ObjectKey, Resources, Statuses, load_manifests
 
 __all__ = ["MANIFESTS", "Reply", "Served", "served_manifest"]
 

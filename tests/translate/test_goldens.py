@@ -14,8 +14,7 @@ import pytest
 import yaml
 from google.protobuf import json_format
 
-from sut.gatewayapi import Resources, ServiceEndpoints, load_manifests, statuses_as_dict
-from sut.gatewayapi.resources import Endpoint
+from sut.gatewayapi import Endpoint, Resources, ServiceEndpoints, load_manifests, statuses_as_dict
 from sut.translate import Translation, translate
 from tests.translate.envoy_static import envoy_validate
 from tests.translate.worlds import TESTDATA

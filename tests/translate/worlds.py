@@ -7,8 +7,7 @@ from typing import Any
 
 import yaml
 
-from sut.gatewayapi import Resources, ServiceEndpoints, load_manifests
-from sut.gatewayapi.resources import Endpoint
+from sut.gatewayapi import Endpoint, Resources, ServiceEndpoints, load_manifests
 
 GW_API = "gateway.networking.k8s.io/v1"
 TESTDATA = Path(__file__).parent / "testdata"
