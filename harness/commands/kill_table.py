@@ -28,6 +28,7 @@ from sut.controlplane import FailurePolicy
 from sut.mutants import MUTANTS, Mutants
 
 __all__ = [
+    "TABLE_EXAMPLES",
     "TABLE_STEPS",
     "KillTable",
     "MutantRun",
@@ -40,6 +41,10 @@ __all__ = [
 
 TABLE_STEPS = 12
 """Steps per example in the kill table, as `check`'s default."""
+TABLE_EXAMPLES = 100
+"""Examples per search: the budget is counted in examples, not seconds, so a loaded machine or
+more workers sharing its cores make the table slower but never weaker (a wall-clock budget
+let slow kills slip past it when two searches shared two cores)."""
 SHRINK_SECONDS = 15.0
 """Shrinking time per kill: keeps the whole table of both modes under 15 minutes."""
 README_START = "<!-- kill-table:start -->"
@@ -151,21 +156,28 @@ def mutant_settings(mode: str, mutants: Mutants) -> StackSettings:
     )
 
 
-def _options(stack: StackSettings, budget_seconds: float, steps: int, seed: int) -> CheckOptions:
+def _options(
+    stack: StackSettings, examples: int, budget_seconds: float | None, steps: int, seed: int
+) -> CheckOptions:
     return CheckOptions(
         stack=stack,
-        max_examples=10_000,
+        max_examples=examples,
         steps=steps,
         seed=seed,
-        budget_seconds=budget_seconds,
-        shrink_seconds=min(SHRINK_SECONDS, budget_seconds),
+        # Budgeted rounds (`BUDGETED_ROUND_EXAMPLES`) even without a time cap: short rounds keep
+        # Hypothesis's "simplest example" phase from repeating one rule.
+        budget_seconds=budget_seconds if budget_seconds is not None else float("inf"),
+        shrink_seconds=SHRINK_SECONDS
+        if budget_seconds is None
+        else min(SHRINK_SECONDS, budget_seconds),
     )
 
 
 def run_kill_table(
     modes: Iterable[str],
     *,
-    budget_seconds: float = 90.0,
+    examples: int = TABLE_EXAMPLES,
+    budget_seconds: float | None = None,
     steps: int = TABLE_STEPS,
     seed: int = 20261124,
     only: Iterable[str] | None = None,
@@ -174,7 +186,8 @@ def run_kill_table(
     witnesses: Path | None = None,
     workers: int = 1,
 ) -> KillTable:
-    """The baseline per mode, then every (mutant, mode) pair, each within `budget_seconds`.
+    """The baseline per mode, then every (mutant, mode) pair, each within `examples` examples
+    (and `budget_seconds`, if given: a cap in wall-clock time on top).
 
     The searches are independent: with `workers` > 1 they run on that many processes, one pair
     per task, baselines first; `on_result` lines come as they end, the table keeps its order.
@@ -196,7 +209,7 @@ def run_kill_table(
     ]
     labels = [f"baseline/{mode}" for mode in modes] + [f"{name}/{mode}" for name, mode in pairs]
     searches = [
-        Search(_options(stack, budget_seconds, steps, seed), label)
+        Search(_options(stack, examples, budget_seconds, steps, seed), label)
         for stack, label in zip(stacks, labels, strict=True)
     ]
     results: dict[int, CheckResult] = {}

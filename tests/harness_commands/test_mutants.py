@@ -1,7 +1,7 @@
 """The search itself finds mutants: the ordinary machine, same rules, invariants and seed as
 `harness mutants`, without shrinking, on a few pairs it kills within seconds.
 
-Every pair of the kill table is searched by `make mutants-table` (90 s each, about 35 pairs: too
+Every pair of the kill table is searched by `make mutants-table` (up to 100 examples each, about 35 pairs: too
 long for CI on two cores); CI replays each pair's witness (`test_kill_witnesses.py`) and runs
 this search on a sample, so a search that stops finding anything fails here.
 """
@@ -16,6 +16,7 @@ from harness.commands.kill_table import (
     equivalent_mutants,
     kill_table_runs,
     mutant_settings,
+    run_kill_table,
 )
 from sut.mutants import MUTANTS, Mutants
 
@@ -65,3 +66,14 @@ def test_every_mutant_runs_in_at_least_one_mode_or_is_shown_equivalent():
     assert equivalent == {
         "stale-nonce-drops-subscription"
     }  # tests/harness/test_equivalent_mutants.py
+
+
+def test_the_table_budget_is_counted_in_examples():
+    """The baseline runs exactly the examples it is given, however long they take, and a pair
+    stops at its first failure, well inside the same budget."""
+    table = run_kill_table(["delta"], examples=3, only=["nonce-from-version"])
+    [(mode, baseline)] = table.baseline
+    # Hypothesis may run one example past max_examples (its final replay of the last one).
+    assert mode == "delta" and baseline.passed and 3 <= baseline.examples <= 4
+    [run] = table.runs
+    assert run.killed and run.examples <= 4
