@@ -7,22 +7,51 @@ harness has to find it through ordinary behaviour; nothing here makes a test fai
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 
 import attrs
 
-__all__ = ["MUTANTS", "MutantSpec", "Mutants"]
+__all__ = ["MUTANTS", "Mutant", "MutantSpec", "Mutants"]
+
+
+class Mutant(enum.StrEnum):
+    """Every known bug class, by the name `--mutant` takes. Code asks `Mutant.X in mutants`,
+    never a string, so a typo is an AttributeError at import, not a mutant that never fires."""
+
+    RESUBSCRIBE_IGNORED = "resubscribe-ignored"
+    SOTW_NEW_NAMES_IGNORED = "sotw-new-names-ignored"
+    EDS_NOT_RESENT_ON_CDS = "eds-not-resent-on-cds"
+    NACK_LOOP = "nack-loop"
+    STALE_NONCE_DROPS_SUBSCRIPTION = "stale-nonce-drops-subscription"
+    UNORDERED_PUSH = "unordered-push"
+    DANGLING_REFERENCE = "dangling-reference"
+    SEED = "seed"
+    RDS_ERROR_HIDES_CACHE_BUG = "rds-error-hides-cache-bug"
+    DELETION_NOT_A_CHANGE = "deletion-not-a-change"
+    INITIAL_VERSIONS_TRUSTED = "initial-versions-trusted"
+    WARMING_CLUSTER_STARVED = "warming-cluster-starved"
+    VERSION_FROM_STORE = "version-from-store"
+    VERSIONS_RESTART_WITH_PROCESS = "versions-restart-with-process"
+    UNREQUESTED_RESOURCES = "unrequested-resources"
+    NONCE_FROM_VERSION = "nonce-from-version"
+    REMOVALS_NOT_DEFERRED = "removals-not-deferred"
+    REMOVALS_UNSCOPED = "removals-unscoped"
+    REQUEST_VERSION_TRUSTED = "request-version-trusted"
+    EMPTY_SNAPSHOT_ON_START = "empty-snapshot-on-start"
+    PARTIAL_STORE_ON_START = "partial-store-on-start"
+    PER_CALL_DEADLINE_ONLY = "per-call-deadline-only"
 
 
 @attrs.frozen
 class MutantSpec:
-    name: str
+    name: Mutant
     layer: str
     modes: frozenset[str]
     mechanism: str
     failure_policy: str | None = None
     """A mutant that only exists together with a failure policy (the seed bug) names it here."""
-    implies: tuple[str, ...] = ()
+    implies: tuple[Mutant, ...] = ()
     """Mechanism mutants this combination switches on."""
     listed: bool = True
     """A row of BUGS.md; False for the bug classes added beyond it."""
@@ -33,38 +62,38 @@ class MutantSpec:
 
 _BOTH = frozenset({"delta", "sotw"})
 
-MUTANTS: dict[str, MutantSpec] = {
+MUTANTS: dict[Mutant, MutantSpec] = {
     spec.name: spec
     for spec in (
         MutantSpec(
-            "resubscribe-ignored",
+            Mutant.RESUBSCRIBE_IGNORED,
             "xds delta stream bookkeeping",
             frozenset({"delta"}),
             "known versions survive an unsubscribe; a re-subscribe at an unchanged hash is not"
             " answered",
         ),
         MutantSpec(
-            "sotw-new-names-ignored",
+            Mutant.SOTW_NEW_NAMES_IGNORED,
             "xds sotw stream bookkeeping",
             frozenset({"sotw"}),
             "respond only when a resource version differs; a request adding a name at the same"
             " version gets nothing",
         ),
         MutantSpec(
-            "eds-not-resent-on-cds",
+            Mutant.EDS_NOT_RESENT_ON_CDS,
             "xds stream bookkeeping",
             _BOTH,
             "after a Cluster update the unchanged ClusterLoadAssignment is not sent again",
         ),
         MutantSpec(
-            "nack-loop",
+            Mutant.NACK_LOOP,
             "xds stream bookkeeping",
             _BOTH,
             "a NACK is treated as a request at the last accepted version, so the rejected"
             " config is sent again at once",
         ),
         MutantSpec(
-            "stale-nonce-drops-subscription",
+            Mutant.STALE_NONCE_DROPS_SUBSCRIPTION,
             "xds stream state machine",
             frozenset(),
             "a request with a stale nonce is dropped whole, including its change of names",
@@ -76,37 +105,37 @@ MUTANTS: dict[str, MutantSpec] = {
             ),
         ),
         MutantSpec(
-            "unordered-push",
+            Mutant.UNORDERED_PUSH,
             "xds response ordering",
             _BOTH,
             "responses of different types go out at once in arbitrary order (RDS before CDS),"
             " removals included",
         ),
         MutantSpec(
-            "dangling-reference",
+            Mutant.DANGLING_REFERENCE,
             "control-plane publishing",
             _BOTH,
             "a snapshot is published without the consistency check",
         ),
         MutantSpec(
-            "seed",
+            Mutant.SEED,
             "failure policy + delta bookkeeping",
             frozenset({"delta"}),
             "failure policy inline-error together with resubscribe-ignored",
             failure_policy="inline-error",
-            implies=("resubscribe-ignored",),
+            implies=(Mutant.RESUBSCRIBE_IGNORED,),
         ),
         MutantSpec(
-            "rds-error-hides-cache-bug",
+            Mutant.RDS_ERROR_HIDES_CACHE_BUG,
             "failure policy + delta bookkeeping",
             frozenset({"delta"}),
             "failure policy rds-error together with resubscribe-ignored",
             failure_policy="rds-error",
-            implies=("resubscribe-ignored",),
+            implies=(Mutant.RESUBSCRIBE_IGNORED,),
         ),
         # Bug classes beyond BUGS.md, each from a real control plane's history.
         MutantSpec(
-            "deletion-not-a-change",
+            Mutant.DELETION_NOT_A_CHANGE,
             "xds stream bookkeeping",
             _BOTH,
             "a type is pushed only when a present resource changed; a deletion alone sends"
@@ -114,7 +143,7 @@ MUTANTS: dict[str, MutantSpec] = {
             listed=False,
         ),
         MutantSpec(
-            "initial-versions-trusted",
+            Mutant.INITIAL_VERSIONS_TRUSTED,
             "xds delta stream bookkeeping",
             frozenset({"delta"}),
             "on a new stream, a name in initial_resource_versions counts as held at the current"
@@ -122,7 +151,7 @@ MUTANTS: dict[str, MutantSpec] = {
             listed=False,
         ),
         MutantSpec(
-            "warming-cluster-starved",
+            Mutant.WARMING_CLUSTER_STARVED,
             "xds stream bookkeeping",
             _BOTH,
             "endpoints are served from the current snapshot only: a Cluster deleted while the"
@@ -131,7 +160,7 @@ MUTANTS: dict[str, MutantSpec] = {
             listed=False,
         ),
         MutantSpec(
-            "version-from-store",
+            Mutant.VERSION_FROM_STORE,
             "control-plane versioning",
             _BOTH,
             "resource versions are a hash of the Gateway API store plus the resource's type and"
@@ -140,7 +169,7 @@ MUTANTS: dict[str, MutantSpec] = {
             listed=False,
         ),
         MutantSpec(
-            "versions-restart-with-process",
+            Mutant.VERSIONS_RESTART_WITH_PROCESS,
             "control-plane versioning",
             _BOTH,
             "versions are per-process counters per resource (1, 2, ... per new content), so a"
@@ -148,7 +177,7 @@ MUTANTS: dict[str, MutantSpec] = {
             listed=False,
         ),
         MutantSpec(
-            "unrequested-resources",
+            Mutant.UNREQUESTED_RESOURCES,
             "xds stream response shaping",
             _BOTH,
             "RouteConfiguration and ClusterLoadAssignment responses carry every resource of"
@@ -156,7 +185,7 @@ MUTANTS: dict[str, MutantSpec] = {
             listed=False,
         ),
         MutantSpec(
-            "nonce-from-version",
+            Mutant.NONCE_FROM_VERSION,
             "xds stream",
             _BOTH,
             "a response's nonce is its version instead of a fresh value, so responses at one"
@@ -164,7 +193,7 @@ MUTANTS: dict[str, MutantSpec] = {
             listed=False,
         ),
         MutantSpec(
-            "removals-not-deferred",
+            Mutant.REMOVALS_NOT_DEFERRED,
             "xds response ordering",
             _BOTH,
             "removals skip make-before-break: a Cluster, ClusterLoadAssignment or"
@@ -173,7 +202,7 @@ MUTANTS: dict[str, MutantSpec] = {
             listed=False,
         ),
         MutantSpec(
-            "removals-unscoped",
+            Mutant.REMOVALS_UNSCOPED,
             "xds delta stream bookkeeping",
             frozenset({"delta"}),
             "removed_resources come from every name of the type the server saw in any snapshot"
@@ -182,7 +211,7 @@ MUTANTS: dict[str, MutantSpec] = {
             listed=False,
         ),
         MutantSpec(
-            "request-version-trusted",
+            Mutant.REQUEST_VERSION_TRUSTED,
             "xds sotw cache",
             frozenset({"sotw"}),
             "a request whose version_info is the current type version is taken to mean the"
@@ -190,7 +219,7 @@ MUTANTS: dict[str, MutantSpec] = {
             listed=False,
         ),
         MutantSpec(
-            "empty-snapshot-on-start",
+            Mutant.EMPTY_SNAPSHOT_ON_START,
             "control-plane startup",
             _BOTH,
             "a starting control plane publishes an empty snapshot before its first translation,"
@@ -198,7 +227,7 @@ MUTANTS: dict[str, MutantSpec] = {
             listed=False,
         ),
         MutantSpec(
-            "partial-store-on-start",
+            Mutant.PARTIAL_STORE_ON_START,
             "control-plane startup",
             _BOTH,
             "a starting control plane first translates its store before the HTTPRoutes have"
@@ -206,7 +235,7 @@ MUTANTS: dict[str, MutantSpec] = {
             listed=False,
         ),
         MutantSpec(
-            "per-call-deadline-only",
+            Mutant.PER_CALL_DEADLINE_ONLY,
             "control-plane hooks",
             _BOTH,
             "the translation has no budget of its own: each hook call gets its full deadline, so"
@@ -221,24 +250,28 @@ MUTANTS: dict[str, MutantSpec] = {
 class Mutants:
     """The set of mechanism mutants switched on; combinations expand to their mechanisms."""
 
-    names: frozenset[str] = frozenset()
+    names: frozenset[Mutant] = frozenset()
 
     @classmethod
     def of(cls, names: Iterable[str]) -> Mutants:
-        expanded: set[str] = set()
+        """From names as the command line gives them; ValueError naming the known ones."""
+        expanded: set[Mutant] = set()
         for name in names:
-            spec = MUTANTS.get(name)
-            if spec is None:
+            try:
+                mutant = Mutant(name)
+            except ValueError:
                 known = ", ".join(sorted(MUTANTS))
-                raise ValueError(f"unknown mutant {name!r}; known mutants: {known}")
-            expanded.add(name)
-            expanded.update(spec.implies)
+                raise ValueError(f"unknown mutant {name!r}; known mutants: {known}") from None
+            expanded.add(mutant)
+            expanded.update(MUTANTS[mutant].implies)
         return cls(frozenset(expanded))
 
-    def __contains__(self, name: object) -> bool:
-        if isinstance(name, str) and name not in MUTANTS:
-            raise KeyError(f"no mutant named {name!r}")
-        return name in self.names
+    def __contains__(self, mutant: object) -> bool:
+        if not isinstance(mutant, Mutant):
+            if isinstance(mutant, str) and mutant in MUTANTS:  # TIGHTEN
+                return Mutant(mutant) in self.names
+            raise TypeError(f"ask with a Mutant member, not {mutant!r}")
+        return mutant in self.names
 
     def failure_policy(self) -> str | None:
         """The failure policy a combination mutant requires, if any."""

@@ -25,7 +25,7 @@ from harness.commands.workers import Search, search_each
 from harness.lockstep.machine import Progress
 from harness.lockstep.stack import StackSettings
 from sut.controlplane import FailurePolicy
-from sut.mutants import MUTANTS, Mutants
+from sut.mutants import MUTANTS, Mutant, Mutants
 
 __all__ = [
     "TABLE_EXAMPLES",
@@ -244,7 +244,7 @@ def _mutant_run(name: str, mode: str, result: CheckResult) -> MutantRun:
         invariant=invariants,
         seconds=result.seconds,
         examples=result.examples,
-        listed=MUTANTS[name].listed,
+        listed=MUTANTS[Mutant(name)].listed,
     )
 
 

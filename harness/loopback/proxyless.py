@@ -212,7 +212,7 @@ def _serve() -> None:
     import grpc
     from envoy.admin.v3 import config_dump_shared_pb2
     from envoy.service.status.v3 import csds_pb2
-    from grpc._cython import cygrpc
+    from grpc._cython import cygrpc  # type: ignore[import-untyped]
 
     from harness.loopback.grpc_echo import ECHO_METHOD, GrpcEchoReply
 

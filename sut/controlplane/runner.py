@@ -33,7 +33,7 @@ from sut.controlplane.versions import ProcessVersions, store_versioned
 from sut.errors import ExtensionError
 from sut.extension import Budget, Clock, ExtensionClient, Hook
 from sut.gatewayapi import Resources, Statuses
-from sut.mutants import Mutants
+from sut.mutants import Mutant, Mutants
 from sut.translate import TranslateOptions, Translation, XdsResources, translate
 from sut.xds import Snapshot, SnapshotCache, consistency_errors
 
@@ -120,11 +120,11 @@ class ControlPlane:
         """The first reconcile of this control plane: publish what `resources` make."""
         if self.history:
             raise RuntimeError("the control plane has already started; use apply()")
-        if "empty-snapshot-on-start" in self.settings.mutants:
+        if Mutant.EMPTY_SNAPSHOT_ON_START in self.settings.mutants:
             # The bug: the node gets an empty snapshot before the first translation, so a proxy
             # that connects meanwhile is told every Listener and Cluster is gone.
             self.cache.set_snapshot(self.settings.node_id, Snapshot.empty())
-        if "partial-store-on-start" in self.settings.mutants:
+        if Mutant.PARTIAL_STORE_ON_START in self.settings.mutants:
             # The bug: the first translation runs before the HTTPRoute informer has synced.
             self.apply(attrs.evolve(resources, http_routes=()))
         return self.apply(resources)
@@ -165,7 +165,7 @@ class ControlPlane:
     def _hook_budget(self) -> Budget | None:
         """The budget of this reconcile's hook calls, starting now (rule 2)."""
         seconds = self.settings.translation_budget
-        if seconds is None or "per-call-deadline-only" in self.settings.mutants:
+        if seconds is None or Mutant.PER_CALL_DEADLINE_ONLY in self.settings.mutants:
             return None  # The mutant: no budget of its own, every call gets its full deadline.
         return Budget.start(seconds, self._clock)
 
@@ -237,16 +237,16 @@ class ControlPlane:
         return ReconcileResult(outcome, version, error)
 
     def _consistency_errors(self, snapshot: Snapshot) -> list[str]:
-        if "dangling-reference" in self.settings.mutants:
+        if Mutant.DANGLING_REFERENCE in self.settings.mutants:
             return []  # The bug: the publish guard is skipped.
         return consistency_errors(snapshot)
 
     def _versioned(self, snapshot: Snapshot) -> Snapshot:
         """Content-hash versions, unless a versioning mutant labels the snapshot otherwise."""
-        if "version-from-store" in self.settings.mutants:
+        if Mutant.VERSION_FROM_STORE in self.settings.mutants:
             # The bug: versions name the store the translation came from, not its output.
             return store_versioned(snapshot, self._store)
-        if "versions-restart-with-process" in self.settings.mutants:
+        if Mutant.VERSIONS_RESTART_WITH_PROCESS in self.settings.mutants:
             # The bug: versions are this process's counters; a restart reuses them.
             return self._process_versions.label(snapshot)
         return snapshot
