@@ -118,10 +118,15 @@ def _instrument() -> None:
         _wrap(WireRecorder, name, "monitor")
 
 
-def _cpu() -> float:
+def _cpu_split() -> tuple[float, float]:
+    """(this process, its reaped children: every example's Envoy)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def _cpu() -> float:
+    return sum(_cpu_split())
 
 
 def main() -> None:
@@ -132,6 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     _instrument()
 
+    started_split = _cpu_split()
     started_cpu, started = _cpu(), time.monotonic()
     result = run_check(
         CheckOptions(
@@ -149,6 +155,11 @@ def main() -> None:
     print(
         f"wall {wall:.1f} s, {steps / wall:.2f} steps/s; step CPU {cpu:.1f} s"
         f" ({cpu / steps * 1000:.1f} ms/step), {steps} steps"
+    )
+    own, children = (now - then for now, then in zip(_cpu_split(), started_split, strict=True))
+    print(
+        f"  harness process {own / steps * 1000:.1f} ms/step,"
+        f" Envoy processes {children / steps * 1000:.1f} ms/step"
     )
     print(f"{'per step':<14}{'CPU ms':>9}{'wall ms':>9}{'calls':>8}")
     for category in CATEGORIES:
