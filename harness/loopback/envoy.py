@@ -22,7 +22,6 @@ import errno
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -34,6 +33,7 @@ from harness.loopback import processes
 from harness.loopback.admin import EnvoyAdmin
 from harness.loopback.bootstrap import EnvoyBootstrap, envoy_binary
 from harness.loopback.errors import AdminError, EnvoyError, EnvoyExitedError, EnvoyTimeoutError
+from harness.loopback.workdirs import make_workdir
 
 __all__ = ["EnvoyProcess", "LaunchOptions", "ParkedEnvoy"]
 
@@ -116,7 +116,7 @@ class ParkedEnvoy:
         """Spawn Envoy now; it parks at its bootstrap FIFO without anyone waiting for it."""
         if self.launched_at is not None:
             raise EnvoyError("a parked Envoy is launched once")
-        workdir = Path(tempfile.mkdtemp(prefix="routeproof-envoy-"))
+        workdir = make_workdir()
         try:
             os.mkfifo(workdir / _BOOTSTRAP, 0o600)
             self.launched_at = time.monotonic()
@@ -271,7 +271,7 @@ class EnvoyProcess:
         self._final_log = []
         deadline = time.monotonic() + timeout
         if parked is None:
-            self._workdir = Path(tempfile.mkdtemp(prefix="routeproof-envoy-"))
+            self._workdir = make_workdir()
             try:
                 self.bootstrap_path.write_text(self.bootstrap.to_json())
                 self.started_at = time.monotonic()
