@@ -255,6 +255,10 @@ def _hypothesis_report(value: object) -> None:
     text = str(value)
     if text.startswith("WARNING: Hypothesis has spent more than five minutes"):
         return
+    if "@seed(" in text:
+        # "reproduce by adding @seed(...) to this test": there is no such test to edit here, and
+        # an interrupted run is no failure; the replay file is the reproduction.
+        return
     print(text, file=sys.stderr)
 
 
@@ -413,18 +417,39 @@ def replay(
 
 
 def progress_printer(label: str, max_examples: int) -> Callable[[Progress], None]:
-    """Progress on stderr: at most a few lines a second."""
+    """Progress on stderr: at most a line every two seconds, except the moment a counterexample
+    is found, which is announced at once (shrinking it may take a while)."""
     last = [0.0]
+    announced = [False]
 
     def report(progress: Progress) -> None:
         now = time.monotonic()
+        found = progress.first_failure_at
+        if found is not None and not announced[0]:
+            announced[0] = True
+            last[0] = now
+            print(
+                f"[{label}] counterexample found after {found:.1f} s"
+                f" (example {progress.examples}), shrinking...",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
         if now - last[0] < 2.0:
             return
         last[0] = now
+        if found is not None:
+            print(
+                f"[{label}] shrinking: {progress.shrink_runs} runs, {progress.elapsed:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        # Hypothesis may start an example or two past max_examples (overruns it does not count).
+        shown = min(progress.examples, max_examples) if max_examples else progress.examples
         of = f"/{max_examples}" if max_examples else ""
         print(
-            f"[{label}] examples {progress.examples}{of}, steps {progress.steps},"
-            f" {progress.elapsed:.0f} s",
+            f"[{label}] examples {shown}{of}, steps {progress.steps}, {progress.elapsed:.0f} s",
             file=sys.stderr,
             flush=True,
         )

@@ -169,6 +169,8 @@ class Progress:
     """Shared by all examples of one run: what the CLI reports on stderr."""
 
     examples: int = 0
+    """Examples of the search, up to the first failure (shrinking's runs are `shrink_runs`)."""
+    shrink_runs: int = 0
     steps: int = 0
     kinds: Counter[str] = attrs.Factory(Counter)
     """Operations applied, by kind (a compound step counts each of its operations)."""
@@ -207,6 +209,8 @@ class Progress:
         self.first_failure_at = self.elapsed
         if self.on_failure is not None:
             self.on_failure()
+        if self.report is not None:
+            self.report(self)  # announced at once: shrinking may take a while
 
 
 class _Machine(RuleBasedStateMachine):
@@ -224,7 +228,10 @@ class _Machine(RuleBasedStateMachine):
         """Creation timestamps of new routes, after every route of the initial world."""
         self.enabled: frozenset[str] = frozenset(CHANGE_KINDS)
         """The change kinds compound rules may draw in this example (swarm testing)."""
-        self.progress.examples += 1
+        if self.progress.first_failure_at is None:
+            self.progress.examples += 1
+        else:
+            self.progress.shrink_runs += 1
         self.session.start()
 
     @property
