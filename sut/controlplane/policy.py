@@ -21,6 +21,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 
 from sut.translate import XdsResources
+from sut.translate.envoy_protos import with_connection_managers
 
 __all__ = [
     "ERROR_ROUTE_CONFIGURATION",
@@ -74,17 +75,8 @@ def with_inline_error(resources: XdsResources) -> XdsResources:
 
 
 def _inline(listener: listener_pb2.Listener) -> listener_pb2.Listener:
-    rewritten = listener_pb2.Listener()
-    rewritten.CopyFrom(listener)
-    chains = list(rewritten.filter_chains)
-    if rewritten.HasField("default_filter_chain"):
-        chains.append(rewritten.default_filter_chain)
-    for chain in chains:
-        for network_filter in chain.filters:
-            manager = hcm_pb2.HttpConnectionManager()
-            if not network_filter.typed_config.Unpack(manager):
-                continue
-            manager.ClearField("rds")
-            manager.route_config.CopyFrom(error_route_configuration())
-            network_filter.typed_config.Pack(manager)
-    return rewritten
+    def inline_error(manager: hcm_pb2.HttpConnectionManager) -> None:
+        manager.ClearField("rds")
+        manager.route_config.CopyFrom(error_route_configuration())
+
+    return with_connection_managers(listener, inline_error)

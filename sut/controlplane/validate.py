@@ -13,11 +13,9 @@ from collections.abc import Iterable, Iterator
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import (
-    http_connection_manager_pb2 as hcm_pb2,
-)
 
 from sut.translate import XdsResources, check_regex
+from sut.translate.envoy_protos import connection_managers
 
 __all__ = ["envoy_rejections"]
 
@@ -111,9 +109,6 @@ def _listener_problems(listener: listener_pb2.Listener) -> Iterator[str]:
                 f" {seen_matches[key]!r}"
             )
         seen_matches[key] = chain.name
-        for network_filter in chain.filters:
-            manager = hcm_pb2.HttpConnectionManager()
-            if network_filter.typed_config.Is(manager.DESCRIPTOR):
-                network_filter.typed_config.Unpack(manager)
-                if not manager.HasField("rds") and not manager.HasField("route_config"):
-                    yield f"{where}: HTTP connection manager has neither rds nor route_config"
+    for _, manager in connection_managers(listener):
+        if not manager.HasField("rds") and not manager.HasField("route_config"):
+            yield f"{where}: HTTP connection manager has neither rds nor route_config"

@@ -30,11 +30,6 @@ from typing import Any, TypeVar
 
 import attrs
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
-from envoy.config.core.v3.config_source_pb2 import (
-    AggregatedConfigSource,
-    ApiVersion,
-    ConfigSource,
-)
 from envoy.config.listener.v3.listener_components_pb2 import FilterChain
 from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.config.route.v3.route_components_pb2 import Route, RouteAction, VirtualHost
@@ -46,6 +41,11 @@ from google.protobuf.message import Message
 
 from sut.extension.generated import extension_pb2
 from sut.extension.hooks import MARKER_HEADER, Fault, Hook, is_readiness, marker_value
+from sut.translate.envoy_protos import (
+    ads_config_source,
+    connection_managers,
+    with_connection_managers,
+)
 
 __all__ = [
     "MISSING_CLUSTER",
@@ -74,7 +74,6 @@ MISSING_CLUSTER = "routeproof-extension/missing-cluster"
 MISSING_ROUTE_CONFIGURATION = "routeproof-extension/missing-route-configuration"
 REJECTED_HEADER = ":path"
 _M = TypeVar("_M", bound=Message)
-_HCM_TYPE_URL = "type.googleapis.com/" + hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
 
 
 @attrs.frozen
@@ -245,35 +244,19 @@ def dangle_virtual_host(virtual_host: VirtualHost) -> VirtualHost:
     return dangling
 
 
-def _connection_managers(listener: Listener) -> Iterable[tuple[Any, hcm_pb2.HttpConnectionManager]]:
-    """Each network filter holding an HCM, with the HCM unpacked (callers pack it back)."""
-    chains = list(listener.filter_chains)
-    if listener.HasField("default_filter_chain"):
-        chains.append(listener.default_filter_chain)
-    for chain in chains:
-        for network_filter in chain.filters:
-            if network_filter.typed_config.type_url == _HCM_TYPE_URL:
-                manager = hcm_pb2.HttpConnectionManager()
-                network_filter.typed_config.Unpack(manager)
-                yield network_filter, manager
-
-
 def dangle_listener(listener: Listener) -> Listener:
     """Every HCM of the Listener reads its routes over RDS from a name nothing provides."""
-    dangling = _copy(listener)
-    if is_readiness(dangling.name):
-        return dangling
-    for network_filter, manager in _connection_managers(dangling):
+    if is_readiness(listener.name):
+        return _copy(listener)
+
+    def dangle(manager: hcm_pb2.HttpConnectionManager) -> None:
         manager.rds.CopyFrom(
             hcm_pb2.Rds(
-                route_config_name=MISSING_ROUTE_CONFIGURATION,
-                config_source=ConfigSource(
-                    ads=AggregatedConfigSource(), resource_api_version=ApiVersion.V3
-                ),
+                route_config_name=MISSING_ROUTE_CONFIGURATION, config_source=ads_config_source()
             )
         )
-        network_filter.typed_config.Pack(manager)
-    return dangling
+
+    return with_connection_managers(listener, dangle)
 
 
 def _rds_names(listeners: Iterable[Listener]) -> frozenset[str]:
@@ -281,7 +264,7 @@ def _rds_names(listeners: Iterable[Listener]) -> frozenset[str]:
     for listener in listeners:
         if is_readiness(listener.name):
             continue
-        for _, manager in _connection_managers(listener):
+        for _, manager in connection_managers(listener):
             if manager.HasField("rds"):
                 names.add(manager.rds.route_config_name)
     return frozenset(names)

@@ -1,8 +1,14 @@
-"""Pure translation: Gateway API resources -> IR (+ status) -> Envoy protos."""
+"""Pure translation: Gateway API resources -> IR (+ status) -> Envoy protos.
+
+Stage 1 (`build_ir` in `build`) composes `listeners`, `certificates`, `planning`, `attachment`,
+`virtualhosts`, `precedence`, `policies` and `status`. Stage 2 (`to_xds` in `xds`, routes in
+`xds_routes`) reads only the IR. Both share `ir`, `options`, `regex` (RE2 as Envoy runs it) and
+`envoy_protos` (proto pieces the control plane and extension server use too).
+"""
 
 from __future__ import annotations
 
-from sut.translate.build import build_ir, precedence_key
+from sut.translate.build import build_ir
 from sut.translate.ir import (
     IR,
     Cluster,
@@ -26,6 +32,7 @@ from sut.translate.ir import (
 )
 from sut.translate.options import TranslateOptions
 from sut.translate.policies import PolicyResolution, resolve_backend_traffic_policies
+from sut.translate.precedence import precedence_key
 from sut.translate.regex import MAX_PROGRAM_SIZE, RegexVerdict, check_regex
 from sut.translate.translation import Translation, translate
 from sut.translate.xds import (

@@ -41,10 +41,10 @@ from sut.gatewayapi import (
     Resources,
 )
 from sut.translate.ir import ClusterSettings
+from sut.translate.precedence import creation_order
 
 __all__ = ["PolicyResolution", "resolve_backend_traffic_policies"]
 
-_FAR_FUTURE = datetime.datetime.max.replace(tzinfo=datetime.UTC)
 _SERVED_KINDS = ("Gateway", "HTTPRoute")
 
 
@@ -57,7 +57,7 @@ class PolicyResolution:
 
 
 def _policy_order(policy: BackendTrafficPolicy) -> tuple[datetime.datetime, ObjectKey]:
-    return (policy.metadata.creation_timestamp or _FAR_FUTURE, policy.key)
+    return (creation_order(policy.metadata.creation_timestamp), policy.key)
 
 
 def _gateway_ref(key: ObjectKey, section_name: str | None = None) -> ParentReference:
