@@ -3,7 +3,7 @@
 It never imports `sut/`; the harness is the only place where model and SUT meet.
 """
 
-from model.machine import FAILURE_POLICIES, Extension, ModelState, pod_name
+from model.machine import FAILURE_POLICIES, Extension, Link, ModelState, pod_name
 from model.routing import (
     Outcome,
     ProxyConfig,
@@ -25,6 +25,7 @@ __all__ = [
     "Extension",
     "GatewayListener",
     "HeaderMatch",
+    "Link",
     "Match",
     "ModelState",
     "Outcome",

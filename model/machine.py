@@ -1,8 +1,10 @@
 """The reference state machine: what the control plane publishes and what the proxy holds.
 
 State: the store (`world`), the extension (fail-open or closed, healthy or failing, its
-generation), the failure policy, what the cache holds, what the proxy holds, the xDS link
-(connected or held) with what is queued on it, and the pods that run.
+generation), the failure policy, what the cache holds, one `Link` per proxy of the Gateway (what
+the proxy holds, its xDS connection connected or held, what is queued on it), and the pods that
+run. Replicas of one Gateway share a node id, so the cache serves them all alike; each has its own
+connection, so holds, cuts and restarts are per proxy.
 
 Rules:
 1. A reconcile translates the store. Healthy extension: the world with its marker. Failing and
@@ -14,18 +16,19 @@ Rules:
 2. Store changes, resyncs and control-plane restarts reconcile; extension faults, recoveries and
    the fail-open toggle take effect at the next reconcile, as a real controller's do.
 3. A control-plane restart loses the cache, then reconciles.
-4. The proxy holds what the cache holds once converged; with an empty cache it keeps what it had,
-   and a restarted proxy with an empty cache holds nothing.
-5. While the xDS connection is held the proxy keeps what it had; what is published meanwhile
-   queues up (`in_flight`). When the connection heals the proxy may pass through each queued
-   configuration on its way to the newest; when a held connection is cut, what was queued is
-   lost and the proxy reconnects to the newest. A cut of a flowing connection changes nothing.
+4. Each proxy holds what the cache holds once converged; with an empty cache it keeps what it
+   had, and a restarted proxy with an empty cache holds nothing.
+5. While a proxy's xDS connection is held it keeps what it had; what is published meanwhile
+   queues up on that link (`in_flight`). When the connection heals the proxy may pass through
+   each queued configuration on its way to the newest; when a held connection is cut, what was
+   queued is lost and the proxy reconnects to the newest. A cut of a flowing connection changes
+   nothing.
 6. Scaling starts pods named `<service>-<n>` (a name is never reused) and withdraws the newest
-   endpoints first. A withdrawn pod keeps running while any configuration the proxy holds or may
-   still receive names it, and stops once the proxy has the new endpoints (`settled`), as a
+   endpoints first. A withdrawn pod keeps running while any configuration a proxy holds or may
+   still receive names it, and stops once every proxy has the new endpoints (`settled`), as a
    terminating pod does in Kubernetes.
-7. An update the proxy must reject changes nothing it holds; it is counted, so the one NACK it
-   causes is expected.
+7. An update the proxies must reject changes nothing they hold; it is counted per proxy, so the
+   one NACK each proxy sends is expected.
 
 `expect` is the whole specification of a settled step; `passing` lists the configurations the
 proxy may hold while it moves from one state to the next (for probes sent during a step).
@@ -47,7 +50,7 @@ from model.routing import (
 )
 from model.world import Service, World
 
-__all__ = ["FAILURE_POLICIES", "Extension", "ModelState", "pod_name"]
+__all__ = ["FAILURE_POLICIES", "Extension", "Link", "ModelState", "pod_name"]
 
 FAILURE_POLICIES = ("keep-last-good", "rds-error", "inline-error")
 EVERY_HOOK = "*"
@@ -70,6 +73,34 @@ class Extension:
 
 
 @attrs.frozen
+class Link:
+    """One proxy and its xDS connection (rules 4, 5 and 7)."""
+
+    proxy: ProxyConfig | None = None
+    """What the proxy holds."""
+    held: bool = False
+    """Rule 5: the xDS connection is held."""
+    in_flight: tuple[ProxyConfig, ...] = ()
+    """Rule 5: what was published while held, oldest first."""
+    rejected_updates: int = 0
+    """Rule 7: updates this proxy was made to reject so far."""
+
+    def published(self, cache: ProxyConfig | None, published: ProxyConfig | None) -> Link:
+        """Rules 4 and 5: a reconcile left `cache` in the cache (`published` if it sent one)."""
+        if self.held:
+            queued = self.in_flight
+            if published is not None and (queued[-1:] or (self.proxy,))[0] != published:
+                queued = (*queued, published)
+            return attrs.evolve(self, in_flight=queued)
+        return attrs.evolve(self, proxy=cache if cache is not None else self.proxy)
+
+    def released(self, cache: ProxyConfig | None) -> Link:
+        return attrs.evolve(
+            self, held=False, in_flight=(), proxy=cache if cache is not None else self.proxy
+        )
+
+
+@attrs.frozen
 class ModelState:
     world: World = attrs.Factory(World)
     extension: Extension | None = attrs.Factory(Extension)
@@ -78,18 +109,51 @@ class ModelState:
         default="keep-last-good", validator=attrs.validators.in_(FAILURE_POLICIES)
     )
     cache: ProxyConfig | None = None
-    proxy: ProxyConfig | None = None
-    held: bool = False
-    """Rule 5: the xDS connection is held."""
-    in_flight: tuple[ProxyConfig, ...] = ()
-    """Rule 5: what was published while held, oldest first."""
+    links: tuple[Link, ...] = attrs.field(default=(Link(),))
+    """One per proxy of the Gateway, in the harness's order."""
     live_pods: frozenset[str] = frozenset()
     terminating: frozenset[str] = frozenset()
     """Rule 6: withdrawn from the endpoints, still running (also in `live_pods`)."""
     retired: frozenset[str] = frozenset()
     """Rule 6: stopped pods, whose names are never used again."""
-    rejected_updates: int = 0
-    """Rule 7: updates the proxy was made to reject so far."""
+
+    @links.validator
+    def _at_least_one(self, _attribute: object, links: tuple[Link, ...]) -> None:
+        if not links:
+            raise ValueError("a Gateway has at least one proxy")
+
+    # ------------------------------------------------------------- proxies
+
+    @property
+    def proxy(self) -> ProxyConfig | None:
+        """What the first proxy holds (the only one, unless the fleet has replicas)."""
+        return self.links[0].proxy
+
+    @property
+    def held(self) -> bool:
+        """Some proxy's xDS connection is held."""
+        return any(link.held for link in self.links)
+
+    @property
+    def in_flight(self) -> tuple[ProxyConfig, ...]:
+        """The first proxy's queue (rule 5)."""
+        return self.links[0].in_flight
+
+    @property
+    def rejected_updates(self) -> int:
+        """Rule 7: rejections the first proxy was made to make."""
+        return self.links[0].rejected_updates
+
+    def with_proxies(self, count: int) -> ModelState:
+        """`count` proxies, each as the first one is now (a fleet starts alike)."""
+        if count < 1:
+            raise ValueError(f"a Gateway has at least one proxy, not {count}")
+        return attrs.evolve(self, links=(self.links[0],) * count)
+
+    def _with_link(self, index: int, link: Link) -> ModelState:
+        links = list(self.links)
+        links[index] = link
+        return attrs.evolve(self, links=tuple(links))
 
     # ----------------------------------------------------------- transitions
 
@@ -101,12 +165,8 @@ class ModelState:
         """Rules 1, 4 and 5."""
         published = self._publication()
         cache = self.cache if published is None else published
-        if self.held:
-            queued = self.in_flight
-            if published is not None and (queued[-1:] or (self.proxy,))[0] != published:
-                queued = (*queued, published)
-            return attrs.evolve(self, cache=cache, in_flight=queued)
-        return attrs.evolve(self, cache=cache, proxy=cache if cache is not None else self.proxy)
+        links = tuple(link.published(cache, published) for link in self.links)
+        return attrs.evolve(self, cache=cache, links=links)
 
     def _publication(self) -> ProxyConfig | None:
         extension = self.extension
@@ -165,11 +225,12 @@ class ModelState:
         return max(used, default=-1) + 1
 
     def settled(self) -> ModelState:
-        """Rule 6: the proxy holds what the model says; withdrawn pods nothing names stop."""
+        """Rule 6: every proxy holds what the model says; withdrawn pods nothing names stop."""
         if self.held:
             return self
+        configs = (self.cache, *(link.proxy for link in self.links))
         named = frozenset().union(
-            *(config.world.pods() for config in (self.proxy, self.cache) if config is not None)
+            *(config.world.pods() for config in configs if config is not None)
         )
         stopping = self.terminating - named
         return attrs.evolve(
@@ -205,39 +266,48 @@ class ModelState:
         """Rule 3."""
         return attrs.evolve(self, cache=None).reconcile()
 
-    def proxy_restarted(self) -> ModelState:
+    def proxy_restarted(self, proxy: int = 0) -> ModelState:
         """Rule 4: a fresh proxy holds only what the cache can give it."""
-        if self.held:
+        link = self.links[proxy]
+        if link.held:
             raise ValueError("a proxy restarted behind a held connection gets nothing")
-        return attrs.evolve(self, proxy=self.cache)
+        return self._with_link(proxy, attrs.evolve(link, proxy=self.cache))
 
-    def hold(self) -> ModelState:
+    def hold(self, proxy: int = 0) -> ModelState:
         """Rule 5."""
-        return attrs.evolve(self, held=True)
+        return self._with_link(proxy, attrs.evolve(self.links[proxy], held=True))
 
-    def release(self) -> ModelState:
+    def release(self, proxy: int = 0) -> ModelState:
         """Rule 5: the queued configurations are delivered; the proxy ends on the newest."""
-        proxy = self.cache if self.cache is not None else self.proxy
-        return attrs.evolve(self, held=False, in_flight=(), proxy=proxy)
+        return self._with_link(proxy, self.links[proxy].released(self.cache))
 
-    def cut(self) -> ModelState:
+    def cut(self, proxy: int = 0) -> ModelState:
         """Rule 5: a held connection's queue is lost; the proxy reconnects to the newest."""
-        return self.release() if self.held else self
+        return self.release(proxy) if self.links[proxy].held else self
 
     def rejected_update(self) -> ModelState:
-        """Rule 7."""
-        return attrs.evolve(self, rejected_updates=self.rejected_updates + 1)
+        """Rule 7: every proxy gets the update and rejects it."""
+        if self.held:
+            raise ValueError("an update pushed behind a held connection is not rejected yet")
+        return attrs.evolve(
+            self,
+            links=tuple(
+                attrs.evolve(link, rejected_updates=link.rejected_updates + 1)
+                for link in self.links
+            ),
+        )
 
     # ---------------------------------------------------------- expectations
 
-    def expect(self, request: Request) -> frozenset[Outcome]:
-        return expected_outcomes(self.proxy, request, self.live_pods)
+    def expect(self, request: Request, proxy: int = 0) -> frozenset[Outcome]:
+        return expected_outcomes(self.links[proxy].proxy, request, self.live_pods)
 
-    def passing(self, after: ModelState) -> tuple[ProxyConfig | None, ...]:
-        """The configurations the proxy may hold while this state becomes `after` (rule 5)."""
-        if after.held:
-            return (self.proxy,)
-        return (self.proxy, *self.in_flight, after.proxy)
+    def passing(self, after: ModelState, proxy: int = 0) -> tuple[ProxyConfig | None, ...]:
+        """The configurations a proxy may hold while this state becomes `after` (rule 5)."""
+        now, then = self.links[proxy], after.links[proxy]
+        if then.held:
+            return (now.proxy,)
+        return (now.proxy, *now.in_flight, then.proxy)
 
     @property
     def failing_closed(self) -> bool:
