@@ -1,53 +1,64 @@
-"""Gateway API resources as immutable values, the YAML loader, and status conditions."""
+"""Gateway API resources as immutable values, the YAML loader, and status conditions.
+
+One module per kind (or API group) holds its value classes and the rules the CRD states on
+them; `decode` derives every document decoder from those classes, `loader` reads manifests,
+`resources` is the store translation reads.
+"""
 
 from __future__ import annotations
 
-from sut.gatewayapi.loader import SkipNote, load_manifests, parse_documents
-from sut.gatewayapi.resources import (
-    CORE_GROUP,
-    ENVOY_GATEWAY_GROUP,
-    GATEWAY_GROUP,
-    LOAD_BALANCER_TYPES,
-    POLICY_TARGET_KINDS,
-    AllowedRoutes,
-    BackendRef,
-    BackendTrafficPolicy,
+from sut.gatewayapi.core import (
     Endpoint,
-    Gateway,
-    GatewayClass,
-    HeaderMatch,
+    Namespace,
+    Secret,
+    Service,
+    ServiceEndpoints,
+    ServicePort,
+)
+from sut.gatewayapi.filters import (
     HeaderModifier,
     HTTPHeader,
-    HTTPRoute,
     HTTPRouteFilter,
-    HTTPRouteRule,
-    Labels,
+    PathModifier,
+    RequestRedirect,
+    URLRewrite,
+)
+from sut.gatewayapi.gateway import (
+    AllowedRoutes,
+    Gateway,
+    GatewayClass,
     LabelSelector,
     LabelSelectorRequirement,
     Listener,
     ListenerTLS,
-    Namespace,
-    ObjectKey,
-    ObjectMeta,
+    RouteGroupKind,
+    RouteNamespaces,
+    SecretObjectReference,
+)
+from sut.gatewayapi.grant import ReferenceGrant, ReferenceGrantFrom, ReferenceGrantTo
+from sut.gatewayapi.httproute import (
+    BackendRef,
+    HeaderMatch,
+    HTTPRoute,
+    HTTPRouteRule,
     ParentReference,
     PathMatch,
-    PathModifier,
-    PolicyTargetReference,
     QueryParamMatch,
-    ReferenceGrant,
-    ReferenceGrantFrom,
-    ReferenceGrantTo,
-    RequestRedirect,
-    Resources,
-    RouteGroupKind,
     RouteMatch,
-    RouteNamespaces,
-    Secret,
-    SecretObjectReference,
-    Service,
-    ServiceEndpoints,
-    ServicePort,
-    URLRewrite,
+)
+from sut.gatewayapi.loader import SkipNote, load_manifests, parse_documents
+from sut.gatewayapi.meta import Labels, ObjectKey, ObjectMeta
+from sut.gatewayapi.policy import (
+    LOAD_BALANCER_TYPES,
+    POLICY_TARGET_KINDS,
+    BackendTrafficPolicy,
+    PolicyTargetReference,
+)
+from sut.gatewayapi.resources import Resources
+from sut.gatewayapi.schema import (
+    CORE_GROUP,
+    ENVOY_GATEWAY_GROUP,
+    GATEWAY_GROUP,
     hostname_error,
     parse_duration,
     precise_hostname_error,

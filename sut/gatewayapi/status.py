@@ -11,7 +11,9 @@ from collections.abc import Iterable
 
 import attrs
 
-from sut.gatewayapi.resources import ObjectKey, ParentReference, RouteGroupKind
+from sut.gatewayapi.gateway import RouteGroupKind
+from sut.gatewayapi.httproute import ParentReference
+from sut.gatewayapi.meta import ObjectKey
 
 __all__ = [
     "BackendTrafficPolicyStatus",

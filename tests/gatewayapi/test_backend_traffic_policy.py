@@ -230,7 +230,7 @@ def test_value_class_validates_and_resources_index_policies() -> None:
         BackendTrafficPolicy(
             ObjectMeta(name="p"), target_refs=(PolicyTargetReference("Gateway", "eg"),)
         )
-    with pytest.raises(ValueError, match="unknown loadBalancer type"):
+    with pytest.raises(ValueError, match="unsupported value 'Fast'"):
         BackendTrafficPolicy(meta, (PolicyTargetReference("Gateway", "eg"),), load_balancer="Fast")
     with pytest.raises(ValueError, match="must not be negative"):
         BackendTrafficPolicy(

@@ -155,7 +155,7 @@ ERRORS = [
     ),
     pytest.param(
         route("rules:\n- matches:\n  - headers:\n    - {name: 'bad header', value: x}"),
-        "spec.rules[0].matches[0].headers[0]",
+        "spec.rules[0].matches[0].headers[0].name",
         "header name",
         id="header-name-pattern",
     ),
@@ -249,8 +249,8 @@ ERRORS = [
         route(
             "rules:\n- filters:\n  - type: RequestRedirect\n    requestRedirect: {statusCode: 304}"
         ),
-        "spec.rules[0].filters[0].requestRedirect",
-        "unsupported statusCode 304",
+        "spec.rules[0].filters[0].requestRedirect.statusCode",
+        "unsupported value 304: must be one of 301, 302, 303, 307, 308",
         id="redirect-status-enum",
     ),
     pytest.param(
@@ -299,7 +299,7 @@ ERRORS = [
     ),
     pytest.param(
         GATEWAY + "  - name: http\n    protocol: HTTP\n    port: 81\n",
-        "spec",
+        "spec.listeners",
         "listener names must be unique",
         id="unique-listener-names",
     ),
