@@ -1,7 +1,10 @@
 """The snapshot cache: the newest snapshot per node, and who wants to hear about it.
 
-The cache knows nothing about streams or protocols; streams watch it through one narrow
-interface (`watch`), so the stream state machines are tested without a cache and vice versa.
+The cache only stores snapshots and notifies; the stream decides what to send given a snapshot.
+This differs from go-control-plane, where the cache answers watches (it compares versions and
+builds responses): here all protocol decisions stay in the sans-IO stream cores. The two meet at
+`sut.xds.source.SnapshotSource` (`get_snapshot`, `watch`), which this class implements, so the
+stream cores are tested against a fake source and the cache without streams.
 """
 
 from __future__ import annotations
@@ -10,10 +13,9 @@ import threading
 from collections.abc import Callable
 
 from sut.xds.snapshot import Snapshot
+from sut.xds.source import SnapshotWatcher
 
 __all__ = ["SnapshotCache", "SnapshotWatcher"]
-
-SnapshotWatcher = Callable[[Snapshot], None]
 
 
 class SnapshotCache:

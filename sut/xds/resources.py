@@ -110,13 +110,16 @@ class References:
     secrets: frozenset[str] = frozenset()
 
     def of_type(self, resource_type: ResourceType) -> frozenset[str]:
-        return {
-            ResourceType.ROUTE: self.routes,
-            ResourceType.CLUSTER: self.clusters,
-            ResourceType.ENDPOINT: self.endpoints,
-            ResourceType.SECRET: self.secrets,
-            ResourceType.LISTENER: frozenset(),
-        }[resource_type]
+        # Identity tests, not a dict keyed by the enum: this runs per held resource, per rule.
+        if resource_type is ResourceType.ENDPOINT:
+            return self.endpoints
+        if resource_type is ResourceType.ROUTE:
+            return self.routes
+        if resource_type is ResourceType.CLUSTER:
+            return self.clusters
+        if resource_type is ResourceType.SECRET:
+            return self.secrets
+        return frozenset()
 
 
 def _content_version(body: bytes) -> str:

@@ -8,6 +8,12 @@ they hold (`initial_resource_versions`); SotW clients need this memory.
 
 Bounded: the newest `limit` (node, type, version) entries are kept; a client naming an older
 version is treated as holding nothing known (as before this memory existed).
+
+Safe to share between streams, including proxies that share a node id: an entry is a fact about
+a version (its content is fixed by the version), not about a stream. A stream reads it only on
+its first request for a type, to seed what the client holds, which can only defer removals; no
+stream ever waits on another. `names_seen` is the one shared mutable state, and only the
+`removals-unscoped` mutant uses it.
 """
 
 from __future__ import annotations

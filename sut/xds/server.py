@@ -1,30 +1,46 @@
 """The gRPC adapter: serves `AggregatedDiscoveryService` (SotW and Delta) from the cache.
 
-All protocol decisions live in the sans-IO streams; this module only moves messages. Each RPC gets
-one event queue fed by a reader thread (requests) and by the cache (snapshots); one loop applies
-the events to the stream in order and writes the responses it returns.
+Rules of this module:
+1. All protocol decisions live in the sans-IO streams; this module only moves messages.
+2. gRPC runs on `grpc.aio`, on one event loop in one thread that `start` creates and `stop`
+   joins. Every stream is a coroutine on that loop: no thread per stream, so the thread count
+   stays flat however many streams are open, and there is no cap on live streams.
+3. The runner, the cache and the harness stay threaded. They enter the loop only through
+   `loop.call_soon_threadsafe` (a snapshot, via `slot.LoopWaker`; `stop`). The loop leaves it
+   only by taking short locks: one per stream (status readers share the core), the exchange
+   log's, and the change condition that wakes `wait_for`.
+4. A stream reads a request only once the previous one is applied and its responses are
+   written, so HTTP/2 flow control pushes back on a client that floods or never reads.
+5. A snapshot reaches a stream through a latest-value slot: a newer snapshot overwrites an
+   undelivered one, so a slow stream skips versions and never delays the cache or the others.
+6. Nothing grows with traffic: the exchange log is capped in bytes, and a closed stream leaves
+   only its last status, in a bounded history.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import concurrent.futures
+import contextlib
 import itertools
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent import futures
+from typing import TypeVar
 
 import attrs
 import grpc
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from sut.errors import RemoteProtocolError
 from sut.mutants import Mutants
 from sut.xds.cache import SnapshotCache
 from sut.xds.delta import DeltaStream
+from sut.xds.exchange_log import ExchangeLog
 from sut.xds.served import ServedSets
+from sut.xds.slot import LatestValueSlot, LoopWaker
 from sut.xds.snapshot import Snapshot
 from sut.xds.sotw import SotwStream
 from sut.xds.stream import AdsStream, Exchange, StreamStatus
@@ -33,20 +49,33 @@ __all__ = ["XdsServer"]
 
 _log = logging.getLogger(__name__)
 
-_REQUEST = "request"
-_SNAPSHOT = "snapshot"
-_END = "end"
+_T = TypeVar("_T")
+
+_START_TIMEOUT = 10.0
+_RECHECK = 1.0
+"""`wait_for` re-evaluates at least this often, for predicates that read more than streams."""
 
 
-@attrs.define
+@attrs.define(eq=False)
 class _LiveStream:
     core: AdsStream
     lock: threading.Lock = attrs.Factory(threading.Lock)
-    closed: bool = False
+    status: StreamStatus | None = None
+    """The core's status since its last change; computed on demand, dropped on change."""
+
+    def current_status(self) -> StreamStatus:
+        with self.lock:
+            if self.status is None:
+                self.status = self.core.status()
+            return self.status
 
 
 class XdsServer:
-    """A real gRPC ADS server on loopback; start it, point Envoy at `address`, stop it."""
+    """A real gRPC ADS server on loopback; start it, point Envoy at `address`, stop it.
+
+    `exchange_log_bytes` caps the server-wide exchange log; `closed_history` is how many closed
+    streams' statuses (and protocol errors) are kept for `stream_statuses(live_only=False)`.
+    """
 
     def __init__(
         self,
@@ -55,23 +84,30 @@ class XdsServer:
         mutants: Mutants = Mutants(),
         host: str = "127.0.0.1",
         port: int = 0,
-        max_workers: int = 64,
-        exchange_log_size: int = 20000,
+        exchange_log_bytes: int = 8 * 1024 * 1024,
+        closed_history: int = 64,
     ) -> None:
         self.cache = cache
         self.mutants = mutants
         self._host = host
         self._requested_port = port
-        self._max_workers = max_workers
-        self._server: grpc.Server | None = None
         self.port = 0
-        self._lock = threading.Lock()
-        self._changed = threading.Condition()
-        self._streams: list[_LiveStream] = []
-        self._sequence = itertools.count(1)
-        self.exchanges: collections.deque[Exchange] = collections.deque(maxlen=exchange_log_size)
-        self.protocol_errors: list[str] = []
+        self.exchanges = ExchangeLog(exchange_log_bytes)
+        self.protocol_errors: collections.deque[str] = collections.deque(maxlen=closed_history)
         self._served = ServedSets()
+        self._sequence = itertools.count(1)
+        self._lock = threading.Lock()
+        self._live: dict[int, _LiveStream] = {}
+        self._closed: collections.deque[StreamStatus] = collections.deque(maxlen=closed_history)
+        self._changes = threading.Condition()
+        self._generation = 0
+        self._change_scheduled = False
+        self._lifecycle = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._grace: float | None = 0
+        self._waker: LoopWaker | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -80,65 +116,116 @@ class XdsServer:
         return f"{self._host}:{self.port}"
 
     def start(self) -> XdsServer:
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="xds"),
-            options=[("grpc.so_reuseport", 0)],
-        )
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_AdsServicer(self), server)
-        self.port = server.add_insecure_port(f"{self._host}:{self._requested_port}")
-        if self.port == 0:
-            raise OSError(f"could not bind the xDS server to {self._host}:{self._requested_port}")
-        server.start()
-        self._server = server
+        with self._lifecycle:
+            if self._thread is not None:
+                return self
+            bound: concurrent.futures.Future[int] = concurrent.futures.Future()
+            thread = threading.Thread(target=self._run, args=(bound,), name="xds-loop", daemon=True)
+            thread.start()
+            try:
+                self.port = bound.result(_START_TIMEOUT)
+            except BaseException:
+                thread.join(_START_TIMEOUT)
+                raise
+            self._thread = thread
         return self
 
     def stop(self, grace: float | None = 0) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.stop(grace).wait(5)
+        """Cancel every stream (after `grace` seconds) and join the loop's thread; idempotent."""
+        with self._lifecycle:
+            thread, self._thread = self._thread, None
+            if thread is None:
+                return
+            self._grace = grace
+            loop, stopping = self._loop, self._stopping
+            assert loop is not None and stopping is not None
+            with contextlib.suppress(RuntimeError):  # the loop already ended on its own
+                loop.call_soon_threadsafe(stopping.set)
+            thread.join((grace or 0) + _START_TIMEOUT)
+            if thread.is_alive():
+                _log.warning("xDS server on %s did not stop in time", self.address)
 
     def __enter__(self) -> XdsServer:
-        return self.start() if self._server is None else self
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _run(self, bound: concurrent.futures.Future[int]) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        self._waker = LoopWaker(loop)
+        try:
+            loop.run_until_complete(self._serve_until_stopped(bound))
+        except BaseException as error:
+            if not bound.done():
+                bound.set_exception(error)
+            else:
+                _log.exception("xDS server loop failed")
+        finally:
+            # gRPC's own tasks end once it has cancelled the streams; cancelling them first
+            # makes gRPC print a traceback per stream.
+            pending = asyncio.all_tasks(loop)
+            if pending:
+                loop.run_until_complete(asyncio.wait(pending, timeout=_START_TIMEOUT / 10))
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve_until_stopped(self, bound: concurrent.futures.Future[int]) -> None:
+        self._stopping = asyncio.Event()
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_AdsServicer(self), server)
+        where = f"{self._host}:{self._requested_port}"
+        try:
+            port = server.add_insecure_port(where)
+        except RuntimeError as error:
+            raise OSError(f"could not bind the xDS server to {where}: {error}") from error
+        if port == 0:
+            raise OSError(f"could not bind the xDS server to {where}")
+        await server.start()
+        bound.set_result(port)
+        try:
+            await self._stopping.wait()
+        finally:
+            await server.stop(self._grace)
 
     # --------------------------------------------------------- introspection
 
     def stream_statuses(
         self, node_id: str | None = None, *, live_only: bool = True
     ) -> list[StreamStatus]:
+        """Statuses of the live streams (of one node), then of recently closed ones."""
         with self._lock:
-            streams = [
-                s
-                for s in self._streams
-                if (not live_only or not s.closed)
-                and (node_id is None or s.core.node_id == node_id)
-            ]
-        statuses = []
-        for live in streams:
-            with live.lock:
-                statuses.append(live.core.status())
-        return statuses
+            live = [s for s in self._live.values() if node_id is None or s.core.node_id == node_id]
+            closed = [] if live_only else list(self._closed)
+        statuses = [stream.current_status() for stream in live]
+        return statuses + [s for s in closed if node_id is None or s.node_id == node_id]
 
     def exchange_log(self, since_seq: int = 0) -> list[Exchange]:
-        with self._lock:
-            return [e for e in self.exchanges if e.seq > since_seq]
+        return self.exchanges.since(since_seq)
 
     def last_seq(self) -> int:
-        with self._lock:
-            return self.exchanges[-1].seq if self.exchanges else 0
+        return self.exchanges.last_seq()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Block until `predicate()` holds (re-checked whenever a stream changes) or timeout."""
         deadline = time.monotonic() + timeout
-        with self._changed:
-            while not predicate():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._changed.wait(min(remaining, 0.05))
-            return True
+        while True:
+            with self._changes:
+                seen = self._generation
+            if predicate():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._changes:
+                if self._generation == seen:
+                    self._changes.wait(min(remaining, _RECHECK))
 
     def wait_converged(self, node_id: str, snapshot_version: str, timeout: float) -> bool:
         """Every live stream of the node holds `snapshot_version` with nothing left to send."""
@@ -153,114 +240,171 @@ class XdsServer:
 
     # ------------------------------------------------------------- serving
 
-    def _new_stream(self, mode: str) -> _LiveStream:
+    def _changed(self) -> None:
+        """Loop only: wake `wait_for` once per loop iteration, however many streams changed."""
+        if not self._change_scheduled:
+            self._change_scheduled = True
+            asyncio.get_running_loop().call_soon(self._publish_change)
+
+    def _publish_change(self) -> None:
+        self._change_scheduled = False
+        with self._changes:
+            self._generation += 1
+            self._changes.notify_all()
+
+    def _open(self, mode: str) -> _LiveStream:
         stream_class = DeltaStream if mode == "delta" else SotwStream
         core = stream_class(
             mutants=self.mutants,
-            on_exchange=self._append_exchange,
+            on_exchange=self.exchanges.append,
             sequence=self._sequence,
             served=self._served,
         )
-        live = _LiveStream(core)
         core.record(
             direction="event", type_short="ADS", nonce="", version="", note=f"{mode} stream opened"
         )
+        live = _LiveStream(core)
         with self._lock:
-            self._streams = [*[s for s in self._streams if not s.closed][-64:], live]
+            self._live[core.stream_id] = live
+        self._changed()
         return live
 
-    def _append_exchange(self, exchange: Exchange) -> None:
+    def _close(self, live: _LiveStream, reason: str) -> None:
+        with live.lock:
+            live.core.record(
+                direction="event",
+                type_short="ADS",
+                nonce="",
+                version="",
+                note=f"stream closed: {reason}",
+            )
+            final = live.core.status()
         with self._lock:
-            self.exchanges.append(exchange)
+            del self._live[live.core.stream_id]
+            self._closed.append(final)
+        self._changed()
 
-    def _notify(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
-
-    def serve(
-        self, mode: str, requests: Iterator[object], context: grpc.ServicerContext
-    ) -> Iterator[object]:
-        live = self._new_stream(mode)
-        events: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
-        context.add_callback(lambda: events.put((_END, "cancelled")))
-
-        def read() -> None:
+    def _apply(
+        self, live: _LiveStream, step: Callable[[AdsStream, _T], list[object]], payload: _T
+    ) -> list[object]:
+        with live.lock:
+            live.status = None
             try:
-                for request in requests:
-                    events.put((_REQUEST, request))
-                events.put((_END, "client closed the stream"))
-            except Exception as error:  # grpc raises on cancellation; any reason ends the stream
-                events.put((_END, f"stream broke: {error}"))
+                return step(live.core, payload)
+            finally:
+                self._changed()
 
-        reader = threading.Thread(target=read, name=f"xds-read-{live.core.stream_id}", daemon=True)
-        reader.start()
+    async def serve(self, mode: str, context: grpc.aio.ServicerContext) -> None:
+        """One ADS stream: apply each request or snapshot to the core, write what it returns."""
+        assert self._waker is not None
+        live = self._open(mode)
+        stream_id = live.core.stream_id
+        slot: LatestValueSlot[Snapshot] = LatestValueSlot(self._waker)
         unwatch: Callable[[], None] | None = None
-        end_reason = ""
+        reading: asyncio.Future[object] = asyncio.ensure_future(context.read())
+        delivered: asyncio.Future[object] = asyncio.ensure_future(slot.ready.wait())
+        reason = "server stopped"
         try:
             while True:
-                kind, payload = events.get()
-                if kind == _END:
-                    end_reason = str(payload)
-                    break
-                with live.lock:
-                    try:
-                        if kind == _REQUEST:
-                            if unwatch is None and live.core.snapshot is None:
-                                first_node = getattr(getattr(payload, "node", None), "id", "")
-                                current = (
-                                    self.cache.get_snapshot(first_node) if first_node else None
-                                )
-                                if current is not None:
-                                    live.core.attach(current)
-                            responses = live.core.receive(payload)
-                            if unwatch is None and live.core.node_id:
-                                node_id = live.core.node_id
-                                unwatch = self.cache.watch(
-                                    node_id, lambda snap: events.put((_SNAPSHOT, snap))
-                                )
-                                snapshot = self.cache.get_snapshot(node_id)
-                                if snapshot is not None and live.core.snapshot is None:
-                                    responses += live.core.on_snapshot(snapshot)
-                        else:
-                            assert isinstance(payload, Snapshot)
-                            responses = live.core.on_snapshot(payload)
-                    except RemoteProtocolError as error:
-                        end_reason = f"protocol violation: {error}"
-                        with self._lock:
-                            self.protocol_errors.append(end_reason)
-                        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-                self._notify()
-                yield from responses
+                await asyncio.wait((reading, delivered), return_when=asyncio.FIRST_COMPLETED)
+                if reading.done():
+                    request = _read_result(reading)
+                    if request is grpc.aio.EOF:
+                        reason = "client closed the stream"
+                        break
+                    responses = self._apply(live, self._receive, request)
+                    if unwatch is None and live.core.node_id:
+                        unwatch = self.cache.watch(live.core.node_id, slot.offer)
+                        # A snapshot published while the watch was being set up is not lost.
+                        current = self.cache.get_snapshot(live.core.node_id)
+                        if current is not None and current is not live.core.snapshot:
+                            slot.offer(current)
+                    await _write_all(context, responses)
+                    reading = asyncio.ensure_future(context.read())
+                if delivered.done():
+                    snapshot = slot.take()
+                    if snapshot is not None and snapshot is not live.core.snapshot:
+                        responses = self._apply(live, _on_snapshot, snapshot)
+                        await _write_all(context, responses)
+                    delivered = asyncio.ensure_future(slot.ready.wait())
+        except RemoteProtocolError as error:
+            reason = f"protocol violation: {error}"
+            self.protocol_errors.append(reason)
+            _log.warning("xDS stream %s refused (node %r): %s", stream_id, live.core.node_id, error)
+            context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+            context.set_details(str(error))
+        except asyncio.CancelledError:
+            stopping = self._stopping is not None and self._stopping.is_set()
+            reason = "server stopped" if stopping else "cancelled by the client (or its connection)"
+            _log.info("xDS stream %s (node %r): %s", stream_id, live.core.node_id, reason)
+            raise
+        except _StreamLost as error:
+            reason = f"stream broke: {error}"
+            _log.warning("xDS stream %s (node %r) broke: %s", stream_id, live.core.node_id, error)
+        except Exception as error:  # our own bug: end this stream only, and say so
+            reason = f"stream broke: {error!r}"
+            _log.warning(
+                "xDS stream %s (node %r) broke", stream_id, live.core.node_id, exc_info=True
+            )
+            context.set_code(grpc.StatusCode.INTERNAL)
+            context.set_details(reason)
         finally:
+            reading.cancel()
+            delivered.cancel()
             if unwatch is not None:
                 unwatch()
-            live.closed = True
-            with live.lock:
-                live.core.record(
-                    direction="event",
-                    type_short="ADS",
-                    nonce="",
-                    version="",
-                    note=f"stream closed: {end_reason}",
-                )
-            _log.debug("xDS stream %s closed: %s", live.core.stream_id, end_reason)
-            self._notify()
+            self._close(live, reason)
+            _log.debug("xDS stream %s closed: %s", stream_id, reason)
+
+    def _receive(self, core: AdsStream, request: object) -> list[object]:
+        """The first request names the node: hold its snapshot before reading the request, so
+        versions the client reports are matched against real content."""
+        if core.snapshot is None and not core.node_id:
+            node_id = getattr(getattr(request, "node", None), "id", "")
+            current = self.cache.get_snapshot(node_id) if node_id else None
+            if current is not None:
+                core.attach(current)
+        responses = core.receive(request)
+        if core.snapshot is None and core.node_id:
+            current = self.cache.get_snapshot(core.node_id)
+            if current is not None:
+                responses += core.on_snapshot(current)
+        return responses
+
+
+def _on_snapshot(core: AdsStream, snapshot: Snapshot) -> list[object]:
+    return core.on_snapshot(snapshot)
+
+
+class _StreamLost(Exception):
+    """gRPC could not read or write the stream: the client or its connection went away."""
+
+
+def _read_result(reading: asyncio.Future[object]) -> object:
+    try:
+        return reading.result()
+    except Exception as error:
+        raise _StreamLost(f"reading failed: {error!r}") from error
+
+
+async def _write_all(context: grpc.aio.ServicerContext, responses: list[object]) -> None:
+    for response in responses:
+        try:
+            await context.write(response)
+        except Exception as error:
+            raise _StreamLost(f"writing failed: {error!r}") from error
 
 
 class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def __init__(self, server: XdsServer) -> None:
         self._server = server
 
-    def StreamAggregatedResources(
-        self,
-        request_iterator: Iterator[discovery_pb2.DiscoveryRequest],
-        context: grpc.ServicerContext,
-    ) -> Iterator[object]:
-        return self._server.serve("sotw", request_iterator, context)
+    async def StreamAggregatedResources(
+        self, request_iterator: Iterator[object], context: grpc.aio.ServicerContext
+    ) -> None:
+        await self._server.serve("sotw", context)
 
-    def DeltaAggregatedResources(
-        self,
-        request_iterator: Iterator[discovery_pb2.DeltaDiscoveryRequest],
-        context: grpc.ServicerContext,
-    ) -> Iterator[object]:
-        return self._server.serve("delta", request_iterator, context)
+    async def DeltaAggregatedResources(
+        self, request_iterator: Iterator[object], context: grpc.aio.ServicerContext
+    ) -> None:
+        await self._server.serve("delta", context)

@@ -1,157 +1,205 @@
-"""State-of-the-world ADS stream: what a `DiscoveryRequest` means, and full-set responses.
+"""State-of-the-world ADS: what a `DiscoveryRequest` means, and full-set responses.
 
-Rules (on top of those in `stream.py`):
+Rules (on top of those in `stream.py` and `subscription.py`):
 - A request whose nonce is the one in flight is an ACK, or a NACK when it carries error_detail.
 - A request with a stale nonce is neither; its resource names are still honoured.
-- LDS and CDS are wildcard when the name list is empty; RDS and EDS with an empty list want nothing.
+- LDS and CDS are wildcard when the first request names nothing, or any request names "*"; a
+  wildcard stays wildcard while later requests name nothing. Otherwise they are by name, like
+  RDS and EDS, whose empty list wants nothing.
 - The first request for a type on a stream is always answered with everything it asks for.
 - A name newly added to `resource_names` is answered even if unchanged and sent before.
-- LDS/CDS responses carry the full set (absence deletes); RDS/EDS responses carry the requested
-  resources that changed or must be answered, and never delete. Requested names that do not
-  exist yet are remembered and sent when they appear.
+- LDS/CDS responses carry the full set the client subscribes to: every Listener or Cluster by
+  wildcard, else every requested one that exists (absence deletes, and tells a by-name client the
+  name does not exist, so a request that adds names is answered even when none exists). RDS/EDS
+  responses carry the requested resources that changed or must be answered, and never delete.
+  Requested names that do not exist yet are remembered and sent when they appear.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from typing import Any
 
+import attrs
 from envoy.service.discovery.v3 import discovery_pb2
+from immutables import Map
 
+from sut.mutants import Mutant
+from sut.xds.policy import ClientRequest, Outgoing, StreamPolicy
 from sut.xds.resources import Resource
-from sut.xds.stream import AdsStream, Outgoing, _TypeState
+from sut.xds.snapshot import Snapshot
+from sut.xds.stream import AdsStream
+from sut.xds.subscription import Subscription
 
-__all__ = ["SotwStream"]
+__all__ = ["SotwPolicy", "SotwStream"]
 
 
-class SotwStream(AdsStream):
+class SotwPolicy:
+    """The `StreamPolicy` of state-of-the-world streams."""
+
     mode = "sotw"
 
-    def receive(self, request: object) -> list[object]:
+    def read(self, request: object) -> ClientRequest:
         assert isinstance(request, discovery_pb2.DiscoveryRequest)
-        self._adopt_node(request.node.id)
-        state = self._state(request.type_url)
-        nonce = request.response_nonce
-        error = request.error_detail.message if request.HasField("error_detail") else None
-        names = set(request.resource_names)
-        first = not state.opened
-
-        outcome = self._classify(state, nonce, error)
-        self.record(
-            direction="request",
-            type_short=state.type.short_name,
-            nonce=nonce,
+        return ClientRequest(
+            type_url=request.type_url,
+            node=request.node,
+            nonce=request.response_nonce,
+            error=request.error_detail.message if request.HasField("error_detail") else None,
             version=request.version_info,
-            names=tuple(sorted(names)),
-            note=outcome,
-            error_detail=error or "",
+            names=tuple(sorted(set(request.resource_names))),
         )
-        if outcome == "stale" and "stale-nonce-drops-subscription" in self.mutants:
-            return []
 
-        state.opened = True
-        if state.type.is_wildcard_type and (not names or "*" in names):
-            state.wildcard = True
-        elif state.type.is_wildcard_type:
-            state.wildcard = False
+    def subscribe(
+        self, stream: AdsStream, subscription: Subscription, request: ClientRequest, *, first: bool
+    ) -> Subscription:
+        kind = subscription.type
+        names = set(request.names)
+        wildcard = subscription.wildcard
+        if kind.is_wildcard_type:
+            wildcard = "*" in names or (not names and (first or subscription.wildcard))
         names.discard("*")
-        added = names - state.subscribed
+        added = names - subscription.subscribed
         # The bug (mutant): the stream's bookkeeping ignores changes of resource names, so a
         # dropped name is still believed held and a re-added one is not answered.
-        names_ignored = "sotw-new-names-ignored" in self.mutants
+        names_ignored = Mutant.SOTW_NEW_NAMES_IGNORED in stream.mutants
         if not names_ignored:
-            self._forget(state, state.subscribed - names)
-        state.subscribed = names
-        if first and request.version_info and self.served is not None:
+            subscription = subscription.forgetting(subscription.subscribed - names)
+        subscription = attrs.evolve(subscription, wildcard=wildcard, subscribed=frozenset(names))
+        if first and request.version and stream.served is not None:
             # A reconnecting client holds what that version carried; it is answered anyway,
             # but what it holds decides what may be removed when (rule 5).
-            held = self.served.lookup(self.node_id, state.type, request.version_info)
-            state.known = {name: held[name] for name in held if state.wildcard or name in names}
-        if first or not nonce:
+            held = stream.served.lookup(stream.node_id, kind, request.version)
+            known = Map({name: held[name] for name in held if wildcard or name in names})
+            subscription = attrs.evolve(subscription, known=known)
+        if first or not request.nonce:
             # A (re)opened subscription gets an answer, whatever the server thinks it holds.
-            state.resend.update(self._desired_names(state) if self.snapshot else names)
-            state.must_answer = state.wildcard
+            answer = stream.desired_names(subscription) if stream.snapshot else names
+            subscription = attrs.evolve(
+                subscription,
+                resend=subscription.resend | set(answer),
+                must_answer=wildcard or kind.is_wildcard_type,
+            )
         elif not names_ignored:
-            state.resend.update(added)
-        if "request-version-trusted" in self.mutants and self._is_current(state, request):
-            self._trust_request_version(state)
-        return self._flush()
+            # A full-state type answers new names even when none exists: absence says so.
+            must_answer = subscription.must_answer or (kind.is_wildcard_type and bool(added))
+            subscription = attrs.evolve(
+                subscription, resend=subscription.resend | added, must_answer=must_answer
+            )
+        if Mutant.REQUEST_VERSION_TRUSTED in stream.mutants and self._is_current(
+            stream, subscription, request
+        ):
+            subscription = self._trust_request_version(stream, subscription)
+        return subscription
 
-    def _is_current(self, state: _TypeState, request: discovery_pb2.DiscoveryRequest) -> bool:
+    @staticmethod
+    def _is_current(stream: AdsStream, subscription: Subscription, request: ClientRequest) -> bool:
         """The request's version_info is the type version the stream would send now."""
         return (
-            self.snapshot is not None
-            and bool(request.version_info)
-            and request.version_info == self.snapshot.type_version(state.type)
+            stream.snapshot is not None
+            and bool(request.version)
+            and request.version == stream.snapshot.type_version(subscription.type)
         )
 
-    def _trust_request_version(self, state: _TypeState) -> None:
+    @staticmethod
+    def _trust_request_version(stream: AdsStream, subscription: Subscription) -> Subscription:
         """The bug (mutant `request-version-trusted`): a request at the current version is
         taken to mean the client holds every name it asks for, at the current content, so
         nothing is (re)sent for it, not even names it newly asks for."""
-        existing = self._existing(state.type)
-        held = {name: existing[name] for name in self._desired_names(state)}
-        if state.type.is_wildcard_type:
-            state.known = held
+        existing = stream.existing(subscription.type)
+        held = {name: existing[name] for name in stream.desired_names(subscription)}
+        if subscription.type.is_wildcard_type:
+            known = Map(held)
         else:
-            state.known.update(held)
-        state.resend -= set(held)
-        state.must_answer = False
+            known = subscription.known.update(held)
+        return attrs.evolve(
+            subscription, known=known, resend=subscription.resend - set(held), must_answer=False
+        )
 
-    def _updates(self, state: _TypeState) -> list[Resource]:
-        updates = super()._updates(state)
+    def pending(
+        self, stream: AdsStream, subscription: Subscription, updates: list[Resource]
+    ) -> list[Resource]:
         # The bug: decide by the type version alone, so a request that only adds a name at the
         # version last sent is never answered.
         if (
-            "sotw-new-names-ignored" in self.mutants
+            Mutant.SOTW_NEW_NAMES_IGNORED in stream.mutants
             and updates
-            and self.snapshot is not None
-            and state.last_sent_nonce
-            and not state.resend
-            and self._version_sent(state) == self.snapshot.type_version(state.type)
+            and stream.snapshot is not None
+            and subscription.last_sent is not None
+            and not subscription.resend
+            and _version_sent(subscription) == stream.snapshot.type_version(subscription.type)
         ):
             return []
         return updates
 
-    def _commit(self, state: _TypeState, outgoing: Outgoing) -> object:
-        response = super()._commit(state, outgoing)
-        if self.served is not None:
-            self.served.record(self.node_id, state.type, outgoing.version, outgoing.resources)
-        return response
+    def attached(self, stream: AdsStream, snapshot: Snapshot) -> None:
+        pass
 
-    def _version_sent(self, state: _TypeState) -> str:
-        return state.in_flight.version if state.in_flight else state.last_sent_version
+    def committed(self, stream: AdsStream, outgoing: Outgoing) -> None:
+        if stream.served is not None:
+            stream.served.record(
+                stream.node_id, outgoing.type, outgoing.version, outgoing.resources
+            )
 
-    def _removals(self, state: _TypeState) -> list[str]:
-        if self.snapshot is None or not state.opened or not state.type.is_wildcard_type:
+    def removals(self, stream: AdsStream, subscription: Subscription) -> list[str]:
+        kind = subscription.type
+        if stream.snapshot is None or not subscription.opened or not kind.is_wildcard_type:
             return []
-        existing = self.snapshot.of_type(state.type)
-        return sorted(name for name in state.known if name not in existing)
+        existing = stream.snapshot.of_type(kind)
+        return sorted(name for name in subscription.known if name not in existing)
 
-    def _compose(self, state: _TypeState, updates: list[Resource], removals: list[str]) -> Outgoing:
-        assert self.snapshot is not None
-        version = self.snapshot.type_version(state.type)
-        if not state.type.is_wildcard_type:
+    def compose(
+        self,
+        stream: AdsStream,
+        subscription: Subscription,
+        updates: list[Resource],
+        removals: list[str],
+    ) -> Outgoing:
+        assert stream.snapshot is not None
+        kind = subscription.type
+        version = stream.snapshot.type_version(kind)
+        if not kind.is_wildcard_type:
             # RDS/EDS: only what changed or must be answered; absence deletes nothing.
-            carried = tuple(self._carried(state, updates))
-            return Outgoing(state.type, self._response_nonce(version), version, carried, ())
-        existing = self.snapshot.of_type(state.type)
+            carried = tuple(stream.carried(subscription, updates))
+            return Outgoing(kind, stream.response_nonce(version), version, carried, ())
+        existing = stream.snapshot.of_type(kind)
+        wanted = existing.values() if subscription.wildcard else _subscribed(subscription, existing)
         # Deferred removals stay in the full set until make-before-break allows dropping them.
         kept = [
             resource
-            for name, resource in sorted(state.known.items())
+            for name, resource in sorted(subscription.known.items())
             if name not in existing and name not in removals
         ]
-        resources = (*existing.values(), *kept)
+        resources = (*wanted, *kept)
         if kept:
             digest = hashlib.sha256("".join(f"{r.name}\0{r.version}\n" for r in resources).encode())
             version = digest.hexdigest()[:16]
-        nonce = self._response_nonce(version)
-        return Outgoing(state.type, nonce, version, resources, tuple(removals))
+        nonce = stream.response_nonce(version)
+        return Outgoing(kind, nonce, version, resources, tuple(removals))
 
-    def _to_proto(self, outgoing: Outgoing) -> discovery_pb2.DiscoveryResponse:
+    def to_proto(self, outgoing: Outgoing) -> discovery_pb2.DiscoveryResponse:
         return discovery_pb2.DiscoveryResponse(
             version_info=outgoing.version,
             type_url=outgoing.type.type_url,
             nonce=outgoing.nonce,
             resources=[resource.to_any() for resource in outgoing.resources],
         )
+
+
+def _subscribed(subscription: Subscription, existing: Mapping[str, Resource]) -> list[Resource]:
+    """What a by-name LDS/CDS response carries: the requested names that exist."""
+    return [resource for name, resource in existing.items() if name in subscription.subscribed]
+
+
+def _version_sent(subscription: Subscription) -> str:
+    sent = subscription.in_flight or subscription.last_sent
+    return sent.version if sent else ""
+
+
+class SotwStream(AdsStream):
+    """A state-of-the-world stream core: `AdsStream` with the SotW policy."""
+
+    def __init__(self, **options: Any) -> None:
+        policy: StreamPolicy = SotwPolicy()
+        super().__init__(policy, **options)

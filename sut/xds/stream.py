@@ -1,8 +1,9 @@
-"""What one ADS stream holds, and when it may send: the part SotW and Delta share.
+"""What one ADS stream holds, and when it may send: the core SotW and Delta share.
 
 Rules of this module (each is a rule of the xDS protocol or of make-before-break):
 
-1. Per type, at most one response is in flight; the next waits for its ACK or NACK.
+1. Per type, at most one response is in flight; the next waits for its ACK or NACK
+   (`subscription.py` keeps this per type, in its transition table).
 2. `known` is what the server believes the client holds. A type has *updates* when a desired
    resource differs from `known`, or its name is marked for *resend* (a subscription that must be
    answered; a ClusterLoadAssignment whose Cluster changed).
@@ -16,38 +17,59 @@ Rules of this module (each is a rule of the xDS protocol or of make-before-break
    until it has subscribed: "settled" then also needs LDS opened, and RDS opened unless no
    Listener the client holds names a RouteConfiguration. A client that never subscribes to
    Listeners on the stream is never told of removals there (it keeps stale entries, harmlessly).
+   Saying that a name asked for does not exist, when the client uses nothing of it, is no removal.
+   Rules 4 and 5 are the rows of `ordering.py`; they wait only for what the client can ask for.
 6. A stream is *converged* on a snapshot when no type has anything in flight or left to send.
 7. What the client holds keeps what it references: while a Cluster or Listener the stream sent is
-   still held by the client, the ClusterLoadAssignments, RouteConfigurations and Secrets it names
-   are served from their last content even if the snapshot has dropped them. A Cluster sent just
-   before the snapshot deleted it (a held connection) warms, and Envoy ACKs CDS only once it is
-   warm; withholding its endpoints until that ACK would deadlock until `initial_fetch_timeout`.
+   still held by the client, what it names is served from its last content even if the snapshot
+   has dropped it (`retained.py`), or a warming Cluster would wait for its endpoints forever.
+8. Stream start is protocol too: the node's current snapshot is attached before the first request
+   is answered, and the node is watched once its id is known (`receive_effects`).
 
-The mode-specific classes (`SotwStream`, `DeltaStream`) decide what a request means and how a
-response is shaped; this module decides what to send and when.
+A `StreamPolicy` (`sotw.py`, `delta.py`) decides what a request means and how a response is
+shaped; this module decides what to send and when.
 """
 
 from __future__ import annotations
 
-import abc
 import collections
 import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
+from google.protobuf import json_format
+from immutables import Map
 
 from sut.errors import RemoteProtocolError
-from sut.mutants import Mutants
+from sut.mutants import Mutant, Mutants
+from sut.xds import ordering
+from sut.xds.effects import Effect, Send, Unwatch, Watch
+from sut.xds.policy import ClientRequest, Outgoing, StreamPolicy
 from sut.xds.resources import ADS_ORDER, Resource, ResourceType
+from sut.xds.retained import RetainedReferences
 from sut.xds.served import ServedSets
 from sut.xds.snapshot import Snapshot
+from sut.xds.source import SnapshotSource
+from sut.xds.status import Exchange, StreamStatus, TypeStatus, frozen_metadata
+from sut.xds.subscription import (
+    Nack,
+    NackRecord,
+    Sent,
+    SentResponse,
+    Stale,
+    Subscription,
+    classify,
+)
 
 __all__ = [
     "AdsStream",
+    "ClientRequest",
     "Exchange",
     "NackRecord",
     "Outgoing",
+    "StreamPolicy",
     "StreamStatus",
     "TypeStatus",
 ]
@@ -56,141 +78,16 @@ Clock = Callable[[], float]
 
 _stream_ids = itertools.count(1)
 
-_RETAINED_TYPES = (ResourceType.ENDPOINT, ResourceType.ROUTE, ResourceType.SECRET)
-"""Types the client asks for by name because a resource it holds names them (rule 7)."""
-
 _UNREQUESTED_TYPES = (ResourceType.ENDPOINT, ResourceType.ROUTE)
 """Types whose responses carry every resource under the `unrequested-resources` mutant."""
 
 
-@attrs.frozen
-class Exchange:
-    """One message on the wire, as the harness prints it in a counterexample."""
-
-    seq: int
-    at: float
-    stream_id: int
-    direction: str  # "request", "response" or "event"
-    type_short: str
-    nonce: str
-    version: str
-    names: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-    unsubscribed: tuple[str, ...] = ()
-    note: str = ""
-    error_detail: str = ""
-
-    def describe(self) -> str:
-        arrow = {"request": "envoy -> server", "response": "server -> envoy"}.get(
-            self.direction, "--"
-        )
-        parts = [f"#{self.seq} stream {self.stream_id} {arrow} {self.type_short}"]
-        if self.note:
-            parts.append(self.note)
-        if self.version:
-            parts.append(f"version={self.version}")
-        if self.nonce:
-            parts.append(f"nonce={self.nonce}")
-        if self.names:
-            parts.append("names=[" + ", ".join(self.names) + "]")
-        if self.unsubscribed:
-            parts.append("unsubscribe=[" + ", ".join(self.unsubscribed) + "]")
-        if self.removed:
-            parts.append("removed=[" + ", ".join(self.removed) + "]")
-        if self.error_detail:
-            parts.append(f"error={self.error_detail!r}")
-        return " ".join(parts)
-
-
-@attrs.frozen
-class NackRecord:
-    nonce: str
-    version: str
-    snapshot_version: str
-    names: tuple[str, ...]
-    message: str
-
-
-@attrs.frozen
-class Outgoing:
-    """A response the stream decided to send, before the mode shapes it into a proto."""
-
-    type: ResourceType
-    nonce: str
-    version: str
-    resources: tuple[Resource, ...]
-    removed: tuple[str, ...]
-
-
-@attrs.define
-class _InFlight:
-    nonce: str
-    version: str
-    snapshot_version: str
-    names: tuple[str, ...]
-    known_before: dict[str, Resource]
-
-
-@attrs.define
-class _TypeState:
-    type: ResourceType
-    opened: bool = False
-    wildcard: bool = False
-    subscribed: set[str] = attrs.Factory(set)
-    known: dict[str, Resource] = attrs.Factory(dict)
-    resend: set[str] = attrs.Factory(set)
-    in_flight: _InFlight | None = None
-    last_sent_nonce: str = ""
-    last_sent_version: str = ""
-    must_answer: bool = False
-    """A wildcard subscription was (re)opened and has not been answered yet."""
-    acked_version: str = ""
-    acked_snapshot_version: str = ""
-    acked_nonce: str = ""
-    nacks: list[NackRecord] = attrs.Factory(list)
-    responses_sent: int = 0
-
-
-@attrs.frozen
-class TypeStatus:
-    """Introspection of one type on one stream, for the harness."""
-
-    type_short: str
-    opened: bool
-    wildcard: bool
-    subscribed: frozenset[str]
-    acked_version: str
-    acked_snapshot_version: str
-    in_flight_nonce: str
-    pending_updates: frozenset[str]
-    pending_removals: frozenset[str]
-    nacks: tuple[NackRecord, ...]
-    responses_sent: int
-
-
-@attrs.frozen
-class StreamStatus:
-    stream_id: int
-    mode: str
-    node_id: str
-    snapshot_version: str
-    converged: bool
-    types: tuple[TypeStatus, ...]
-
-    def of_type(self, resource_type: ResourceType) -> TypeStatus:
-        for status in self.types:
-            if status.type_short == resource_type.short_name:
-                return status
-        raise KeyError(resource_type)
-
-
-class AdsStream(abc.ABC):
+class AdsStream:
     """Sans-IO core of one ADS stream: feed it requests and snapshots, get responses back."""
-
-    mode: str = ""
 
     def __init__(
         self,
+        policy: StreamPolicy,
         *,
         mutants: Mutants = Mutants(),
         clock: Clock = time.monotonic,
@@ -198,22 +95,64 @@ class AdsStream(abc.ABC):
         sequence: Iterable[int] | None = None,
         served: ServedSets | None = None,
     ) -> None:
+        self.policy = policy
         self.stream_id = next(_stream_ids)
         self.served = served
         """What the server sent each node under each version, across streams (SotW uses it)."""
         self.mutants = mutants
         self.node_id = ""
+        self.node_metadata: Map[str, object] = Map()
         self.snapshot: Snapshot | None = None
         self._clock = clock
         self._nonces = itertools.count(1)
-        self._types = {kind: _TypeState(kind) for kind in ADS_ORDER}
-        self._retained: dict[ResourceType, dict[str, Resource]] = {kind: {} for kind in ADS_ORDER}
+        self._subscriptions = {kind: Subscription(kind) for kind in ADS_ORDER}
+        self._retained = RetainedReferences()
         """Rule 7: the last content of every name a resource sent to the client references."""
+        self._watching = False
+        self._view = _View(self)
         self.exchanges: collections.deque[Exchange] = collections.deque(maxlen=5000)
         self._on_exchange = on_exchange
         self._sequence = iter(sequence) if sequence is not None else itertools.count(1)
 
-    # ----------------------------------------------------------------- inputs
+    @property
+    def mode(self) -> str:
+        return self.policy.mode
+
+    # ------------------------------------------------------- inputs as effects
+
+    def open(self) -> list[Effect]:
+        """The client opened the stream."""
+        self._event(f"{self.mode} stream opened")
+        return []
+
+    def receive_effects(self, request: object, source: SnapshotSource) -> list[Effect]:
+        """A request arrived (rule 8): the first one attaches the node's current snapshot from
+        `source` before it is answered, and ends in a `Watch` of the node."""
+        read = self.policy.read(request)
+        if not self._watching and self.snapshot is None:
+            node_id = getattr(read.node, "id", "")
+            current = source.get_snapshot(node_id) if node_id else None
+            if current is not None:
+                self.attach(current)
+        effects: list[Effect] = [Send(message) for message in self._receive(read)]
+        if not self._watching and self.node_id:
+            self._watching = True
+            effects.append(Watch(self.node_id))
+        return effects
+
+    def on_snapshot_effects(self, snapshot: Snapshot) -> list[Effect]:
+        """The watched node has `snapshot` (the one current when the watch began, or newer)."""
+        return [Send(message) for message in self.on_snapshot(snapshot)]
+
+    def close(self, reason: str) -> list[Effect]:
+        """The stream ended, for `reason`; stop the watch if one was started."""
+        self._event(f"stream closed: {reason}")
+        if not self._watching:
+            return []
+        self._watching = False
+        return [Unwatch()]
+
+    # ------------------------------------------------------------------ inputs
 
     def on_snapshot(self, snapshot: Snapshot) -> list[object]:
         """The cache has a new snapshot for this node: send what make-before-break allows."""
@@ -221,23 +160,58 @@ class AdsStream(abc.ABC):
         return self._flush()
 
     def attach(self, snapshot: Snapshot) -> None:
-        """Hold `snapshot` without sending anything yet (the adapter does this before the
-        first request, so versions the client reports are matched against real content)."""
+        """Hold `snapshot` without sending anything yet (before the first request, so versions
+        the client reports are matched against real content)."""
         self.snapshot = snapshot
-        for state in self._types.values():
-            existing = snapshot.of_type(state.type)
-            for name, held in list(state.known.items()):
-                current = existing.get(name)
-                if not held.body and current is not None and current.version == held.version:
-                    # A version the client reported: now we know its content and references.
-                    state.known[name] = current
-        self._refresh_retained()
+        for kind, subscription in self._subscriptions.items():
+            existing = snapshot.of_type(kind)
+            learned = {
+                name: current
+                for name, held in subscription.known.items()
+                if not held.body
+                and (current := existing.get(name)) is not None
+                and current.version == held.version
+            }
+            if learned:
+                # A version the client reported: now we know its content and references.
+                known = subscription.known.update(learned)
+                self._subscriptions[kind] = attrs.evolve(subscription, known=known)
+        self._retained.refresh(snapshot, self._referenced_by_client)
+        self.policy.attached(self, snapshot)
 
-    @abc.abstractmethod
     def receive(self, request: object) -> list[object]:
         """A request arrived from the client; returns the responses to send, in order."""
+        return self._receive(self.policy.read(request))
 
-    # ---------------------------------------------------------- introspection
+    def _receive(self, request: ClientRequest) -> list[object]:
+        self._adopt_node(request.node)
+        previous = self._subscription(request.type_url)
+        kind = classify(
+            previous, request.nonce, request.error, claims_initial=bool(request.initial)
+        )
+        subscription = previous.apply(kind)
+        if isinstance(kind, Nack) and Mutant.NACK_LOOP in self.mutants:
+            # The bug: the NACK is read as a plain request at the last accepted version, so
+            # the stream forgets it sent the rejected content and sends it again at once.
+            assert previous.in_flight is not None
+            subscription = attrs.evolve(subscription, known=previous.in_flight.known_before)
+        self.record(
+            direction="request",
+            type_short=previous.type.short_name,
+            nonce=request.nonce,
+            version=request.version,
+            names=tuple(sorted(request.names)),
+            unsubscribed=tuple(sorted(request.unsubscribed)),
+            note=kind.note,
+            error_detail=request.error or "",
+        )
+        if isinstance(kind, Stale) and Mutant.STALE_NONCE_DROPS_SUBSCRIPTION in self.mutants:
+            return []
+        subscription = self.policy.subscribe(self, subscription, request, first=not previous.opened)
+        self._subscriptions[subscription.type] = subscription
+        return self._flush()
+
+    # ------------------------------------------------------------ introspection
 
     def status(self) -> StreamStatus:
         return StreamStatus(
@@ -246,63 +220,42 @@ class AdsStream(abc.ABC):
             node_id=self.node_id,
             snapshot_version=self.snapshot.version if self.snapshot else "",
             converged=self.converged(),
-            types=tuple(self._type_status(state) for state in self._types.values()),
+            types=tuple(self._type_status(s) for s in self._subscriptions.values()),
+            node_metadata=self.node_metadata,
         )
+
+    def subscription(self, resource_type: ResourceType) -> Subscription:
+        return self._subscriptions[resource_type]
 
     def converged(self) -> bool:
         """Nothing in flight and nothing left to send, for the snapshot the stream holds."""
         if self.snapshot is None:
             return False
-        for state in self._types.values():
-            if not state.opened:
+        for subscription in self._subscriptions.values():
+            if not subscription.opened:
                 continue
-            if state.in_flight is not None:
+            if subscription.in_flight is not None or subscription.must_answer:
                 return False
-            if self._updates(state) or self._removals(state) or state.must_answer:
+            if self._updates(subscription) or self.policy.removals(self, subscription):
                 return False
         return True
 
-    def _type_status(self, state: _TypeState) -> TypeStatus:
+    def _type_status(self, subscription: Subscription) -> TypeStatus:
+        acked = subscription.acked
         return TypeStatus(
-            type_short=state.type.short_name,
-            opened=state.opened,
-            wildcard=state.wildcard,
-            subscribed=frozenset(state.subscribed),
-            acked_version=state.acked_version,
-            acked_snapshot_version=state.acked_snapshot_version,
-            in_flight_nonce=state.in_flight.nonce if state.in_flight else "",
-            pending_updates=frozenset(r.name for r in self._updates(state)),
-            pending_removals=frozenset(self._removals(state)),
-            nacks=tuple(state.nacks),
-            responses_sent=state.responses_sent,
+            type_short=subscription.type.short_name,
+            opened=subscription.opened,
+            wildcard=subscription.wildcard,
+            subscribed=subscription.subscribed,
+            acked_version=acked.version if acked else "",
+            acked_snapshot_version=acked.snapshot_version if acked else "",
+            in_flight_nonce=subscription.in_flight.nonce if subscription.in_flight else "",
+            pending_updates=frozenset(r.name for r in self._updates(subscription)),
+            pending_removals=frozenset(self.policy.removals(self, subscription)),
+            nacks=subscription.nacks,
+            responses_sent=subscription.responses_sent,
+            last_sent_nonce=subscription.last_sent.nonce if subscription.last_sent else "",
         )
-
-    # ------------------------------------------------ bookkeeping for subclasses
-
-    def _state(self, type_url: str) -> _TypeState:
-        if not type_url:
-            raise RemoteProtocolError("request without type_url on an aggregated stream")
-        try:
-            return self._types[ResourceType.from_type_url(type_url)]
-        except ValueError as error:
-            raise RemoteProtocolError(str(error)) from error
-
-    def _adopt_node(self, node_id: str) -> None:
-        if not self.node_id:
-            if not node_id:
-                raise RemoteProtocolError("the first request on a stream must carry a node id")
-            self.node_id = node_id
-
-    def _next_nonce(self) -> str:
-        return f"{self.stream_id}-{next(self._nonces)}"
-
-    def _response_nonce(self, version: str) -> str:
-        """A fresh nonce per response, so a nonce names exactly one response of the stream."""
-        if "nonce-from-version" in self.mutants:
-            # The bug: responses at one version share a nonce, so a request quoting an older
-            # response at that version reads as the ACK of the newest.
-            return version
-        return self._next_nonce()
 
     def record(self, **fields: object) -> Exchange:
         """Append one exchange (a message, or a stream event) to the stream's log."""
@@ -317,207 +270,107 @@ class AdsStream(abc.ABC):
             self._on_exchange(exchange)
         return exchange
 
-    def _classify(self, state: _TypeState, nonce: str, error_message: str | None) -> str:
-        """What a request's nonce makes of it: first, request, ack, nack or stale.
+    def _event(self, note: str) -> None:
+        self.record(direction="event", type_short="ADS", nonce="", version="", note=note)
 
-        An empty nonce opens or re-opens a subscription; the nonce in flight settles that
-        response; the nonce last sent (already settled) is a plain request; any other is stale.
-        """
-        if not nonce:
-            return "request" if state.opened else "first"
-        if state.in_flight is not None and nonce == state.in_flight.nonce:
-            return self._settle_in_flight(state, error_message)
-        if nonce == state.last_sent_nonce:
-            return "request"
-        return "stale"
+    # --------------------------------------------------- bookkeeping of requests
 
-    def _settle_in_flight(self, state: _TypeState, error_message: str | None) -> str:
-        in_flight = state.in_flight
-        assert in_flight is not None
-        state.in_flight = None
-        if error_message is None:
-            state.acked_version = in_flight.version
-            state.acked_snapshot_version = in_flight.snapshot_version
-            state.acked_nonce = in_flight.nonce
-            return "ack"
-        state.nacks.append(
-            NackRecord(
-                nonce=in_flight.nonce,
-                version=in_flight.version,
-                snapshot_version=in_flight.snapshot_version,
-                names=in_flight.names,
-                message=error_message,
-            )
-        )
-        if "nack-loop" in self.mutants:
-            # The bug: the NACK is read as a plain request at the last accepted version, so
-            # the stream forgets it sent the rejected content and sends it again at once.
-            state.known = dict(in_flight.known_before)
-        return "nack"
+    def _subscription(self, type_url: str) -> Subscription:
+        if not type_url:
+            raise RemoteProtocolError("request without type_url on an aggregated stream")
+        try:
+            return self._subscriptions[ResourceType.from_type_url(type_url)]
+        except ValueError as error:
+            raise RemoteProtocolError(str(error)) from error
 
-    def _forget(self, state: _TypeState, names: Iterable[str]) -> None:
-        for name in names:
-            state.known.pop(name, None)
-            state.resend.discard(name)
+    def _adopt_node(self, node: Any) -> None:
+        if self.node_id:
+            return
+        node_id = getattr(node, "id", "")
+        if not node_id:
+            raise RemoteProtocolError("the first request on a stream must carry a node id")
+        self.node_id = node_id
+        if node.HasField("metadata"):
+            self.node_metadata = frozen_metadata(json_format.MessageToDict(node.metadata))
 
-    # ----------------------------------------------------- what must be sent
+    def response_nonce(self, version: str) -> str:
+        """A fresh nonce per response, so a nonce names exactly one response of the stream."""
+        if Mutant.NONCE_FROM_VERSION in self.mutants:
+            # The bug: responses at one version share a nonce, so a request quoting an older
+            # response at that version reads as the ACK of the newest.
+            return version
+        return f"{self.stream_id}-{next(self._nonces)}"
 
-    def _existing(self, resource_type: ResourceType) -> Mapping[str, Resource]:
+    # ------------------------------------------------------- what must be sent
+
+    def existing(self, resource_type: ResourceType) -> Mapping[str, Resource]:
         """What the stream serves of a type: the snapshot, plus what rule 7 retains."""
         assert self.snapshot is not None
         current = self.snapshot.of_type(resource_type)
-        if "warming-cluster-starved" in self.mutants:
+        if Mutant.WARMING_CLUSTER_STARVED in self.mutants:
             return current  # The bug: only the snapshot counts, so a warming Cluster starves.
-        retained = self._retained[resource_type]
-        missing = [name for name in retained if name not in current]
-        if not missing:
-            return current
-        referenced = self._referenced_by_client(resource_type)
-        extra = {name: retained[name] for name in missing if name in referenced}
-        return {**current, **extra} if extra else current
+        return self._retained.serve(current, resource_type, self._referenced_by_client)
 
     def _referenced_by_client(self, resource_type: ResourceType) -> set[str]:
         return {
             name
-            for state in self._types.values()
-            for held in state.known.values()
+            for subscription in self._subscriptions.values()
+            for held in subscription.known.values()
             for name in held.references.of_type(resource_type)
         }
 
-    def _retain_references(self, sent: Iterable[Resource]) -> None:
-        """Rule 7: remember what each resource just sent names, as the snapshot has it now."""
-        assert self.snapshot is not None
-        for resource in sent:
-            for kind in _RETAINED_TYPES:
-                for name in resource.references.of_type(kind):
-                    current = self.snapshot.get(kind, name)
-                    if current is not None:
-                        self._retained[kind][name] = current
-
-    def _refresh_retained(self) -> None:
-        """Keep retained content current; forget names nothing the client holds names."""
-        assert self.snapshot is not None
-        for kind in _RETAINED_TYPES:
-            retained = self._retained[kind]
-            referenced = self._referenced_by_client(kind)
-            for name in list(retained):
-                current = self.snapshot.get(kind, name)
-                if current is not None:
-                    retained[name] = current
-                elif name not in referenced:
-                    del retained[name]
-
-    def _desired_names(self, state: _TypeState) -> list[str]:
-        existing = self._existing(state.type)
-        if state.wildcard:
+    def desired_names(self, subscription: Subscription) -> list[str]:
+        existing = self.existing(subscription.type)
+        if subscription.wildcard:
             return list(existing)
-        return sorted(name for name in state.subscribed if name in existing)
+        return sorted(name for name in subscription.subscribed if name in existing)
 
-    def _updates(self, state: _TypeState) -> list[Resource]:
-        if self.snapshot is None or not state.opened:
+    def _updates(self, subscription: Subscription) -> list[Resource]:
+        if self.snapshot is None or not subscription.opened:
             return []
-        existing = self._existing(state.type)
+        existing = self.existing(subscription.type)
+        known, resend = subscription.known, subscription.resend
         updates = []
-        for name in self._desired_names(state):
-            held, resource = state.known.get(name), existing[name]
-            if held is None or held.version != resource.version or name in state.resend:
+        for name in self.desired_names(subscription):
+            held, resource = known.get(name), existing[name]
+            if held is None or held.version != resource.version or name in resend:
                 updates.append(resource)
-        return updates
+        return self.policy.pending(self, subscription, updates)
 
-    @abc.abstractmethod
-    def _removals(self, state: _TypeState) -> list[str]:
-        """Names whose removal the client must be told about (mode-specific)."""
-
-    def _settled(self, resource_type: ResourceType, *, removals_too: bool = False) -> bool:
-        state = self._types[resource_type]
-        if resource_type is ResourceType.ENDPOINT and self._endpoints_missing():
-            return False
-        if not state.opened:
-            return True
-        if state.in_flight is not None or self._updates(state):
-            return False
-        return not (removals_too and self._removals(state))
+    # -------------------------------------------- make-before-break (ordering.py)
 
     def _gate_open(self, resource_type: ResourceType) -> bool:
         """Rule 4 for a whole type: may anything of it be sent now?"""
-        if "unordered-push" in self.mutants:
+        if Mutant.UNORDERED_PUSH in self.mutants:
             return True
-        cds, eds, lds = ResourceType.CLUSTER, ResourceType.ENDPOINT, ResourceType.LISTENER
-        if resource_type in (cds, eds):
-            return True
-        if not (self._settled(cds) and self._settled(eds)):
-            return False
-        return resource_type is lds or not self._updates(self._types[lds])
+        return ordering.ready(self._view, ordering.UPDATES[resource_type])
 
-    def _sendable_updates(self, state: _TypeState) -> list[Resource]:
+    def _sendable_updates(self, subscription: Subscription) -> list[Resource]:
         """The updates make-before-break allows now (rule 4)."""
-        updates = self._updates(state)
-        if not updates or "unordered-push" in self.mutants:
+        updates = self._updates(subscription)
+        if not updates or Mutant.UNORDERED_PUSH in self.mutants:
             return updates
-        if not self._gate_open(state.type):
+        waits = ordering.UPDATES[subscription.type]
+        if not ordering.ready(self._view, waits):
             return []
-        clusters = self._types[ResourceType.CLUSTER]
-        if state.type is ResourceType.ENDPOINT and clusters.opened and self.snapshot is not None:
-            # Endpoints of a Cluster waiting in CDS go right after it, never before. Endpoints
-            # no Cluster of the snapshot names wait for nothing: they were asked for.
-            sent = {n for c in clusters.known.values() for n in c.references.endpoints}
-            waiting = {
-                n
-                for c in self.snapshot.of_type(ResourceType.CLUSTER).values()
-                for n in c.references.endpoints
-            } - sent
-            return [resource for resource in updates if resource.name not in waiting]
-        return updates
-
-    def _endpoints_missing(self) -> bool:
-        """A Cluster the client was sent still lacks its ClusterLoadAssignment (rule 4).
-
-        The client subscribes to endpoints only after it processed the Cluster, so waiting for
-        EDS to be merely idle is not enough: it must hold the endpoints of every sent Cluster.
-        """
-        clusters = self._types[ResourceType.CLUSTER]
-        if self.snapshot is None or not clusters.opened:
-            return False
-        endpoints = self._types[ResourceType.ENDPOINT]
-        existing = self._existing(ResourceType.ENDPOINT)
-        for cluster in clusters.known.values():
-            for name in cluster.references.endpoints:
-                wanted = existing.get(name)
-                if wanted is None:
-                    continue
-                held = endpoints.known.get(name)
-                if held is None or held.version != wanted.version or name in endpoints.resend:
-                    return True
-        return False
+        waiting = ordering.waiting_names(self._view, subscription.type, waits)
+        return [resource for resource in updates if resource.name not in waiting]
 
     def _may_send_removals(self, resource_type: ResourceType) -> bool:
-        if "unordered-push" in self.mutants:
-            return True
-        if "removals-not-deferred" in self.mutants:
-            return True  # The bug: removals go out with the first response of their type.
-        lds, rds = ResourceType.LISTENER, ResourceType.ROUTE
-        if resource_type is ResourceType.CLUSTER:
-            return self._referrers_settled(rds)
-        if resource_type is ResourceType.ENDPOINT:
-            return self._settled(
-                ResourceType.CLUSTER, removals_too=True
-            ) and self._referrers_settled(rds)
-        if resource_type in (ResourceType.ROUTE, ResourceType.SECRET):
-            return self._types[lds].opened and self._settled(lds, removals_too=True)
-        # A SotW Listener set that drops a name is a whole LDS response: rule 4 gates it too.
-        return self._gate_open(resource_type)
+        if Mutant.UNORDERED_PUSH in self.mutants or Mutant.REMOVALS_NOT_DEFERRED in self.mutants:
+            return True  # The bugs: removals go out with the first response of their type.
+        return ordering.ready(self._view, ordering.REMOVALS[resource_type])
 
-    def _referrers_settled(self, rds: ResourceType) -> bool:
-        """Rule 5: the client told us what it holds and holds the newest Listeners and routes."""
-        listeners = self._types[ResourceType.LISTENER]
-        if not listeners.opened or not self._settled(ResourceType.LISTENER, removals_too=True):
-            return False
-        if self._types[rds].opened:
-            return self._settled(rds, removals_too=True)
-        return not any(held.references.routes for held in listeners.known.values())
+    def _unused(self, subscription: Subscription, names: list[str]) -> list[str]:
+        """Of `names`, those asked for that nothing the client holds is or names (rule 5); none
+        while it holds content the stream does not know (a reconnect's unmatched versions)."""
+        if any(not r.body for s in self._subscriptions.values() for r in s.known.values()):
+            return []
+        used = self._referenced_by_client(subscription.type) | set(subscription.known)
+        return [name for name in names if name in subscription.resend and name not in used]
 
     def _send_order(self) -> Sequence[ResourceType]:
-        if "unordered-push" in self.mutants:
+        if Mutant.UNORDERED_PUSH in self.mutants:
             return tuple(reversed(ADS_ORDER))
         return ADS_ORDER
 
@@ -527,82 +380,120 @@ class AdsStream(abc.ABC):
             return []
         responses: list[object] = []
         for resource_type in self._send_order():
-            state = self._types[resource_type]
-            if not state.opened or state.in_flight is not None:
+            subscription = self._subscriptions[resource_type]
+            if not subscription.opened or subscription.in_flight is not None:
                 continue
-            updates = self._sendable_updates(state)
-            removals = self._removals(state) if self._may_send_removals(resource_type) else []
-            # A wildcard subscription that was just opened is answered even when there is
-            # nothing in it: Envoy waits for that answer to finish initializing.
-            answer_anyway = state.must_answer and self._gate_open(resource_type)
-            if "deletion-not-a-change" in self.mutants and not updates and not answer_anyway:
+            updates = self._sendable_updates(subscription)
+            removals = self.policy.removals(self, subscription)
+            if not self._may_send_removals(resource_type):
+                removals = self._unused(subscription, removals)
+            # Answered even if empty: a wildcard just opened (Envoy waits for it to initialize),
+            # names newly asked of LDS/CDS (absence tells a by-name client they do not exist).
+            answer_anyway = subscription.must_answer and self._gate_open(resource_type)
+            if Mutant.DELETION_NOT_A_CHANGE in self.mutants and not updates and not answer_anyway:
                 continue  # The bug: only a changed resource counts as a change.
             if not updates and not removals and not answer_anyway:
                 continue
-            outgoing = self._compose(state, updates, removals)
-            responses.append(self._commit(state, outgoing))
+            outgoing = self.policy.compose(self, subscription, updates, removals)
+            responses.append(self._commit(subscription, outgoing))
         return responses
 
-    def _carried(self, state: _TypeState, updates: list[Resource]) -> list[Resource]:
-        """The resources a response carries: the updates (each mode adds its own rules)."""
-        if "unrequested-resources" in self.mutants and state.type in _UNREQUESTED_TYPES:
+    def carried(self, subscription: Subscription, updates: list[Resource]) -> list[Resource]:
+        """The resources a response carries: the updates (each policy adds its own rules)."""
+        if Mutant.UNREQUESTED_RESOURCES in self.mutants and subscription.type in _UNREQUESTED_TYPES:
             # The bug: every resource the stream serves goes out, subscribed or not.
-            return list(self._existing(state.type).values())
+            return list(self.existing(subscription.type).values())
         return updates
 
-    @abc.abstractmethod
-    def _compose(self, state: _TypeState, updates: list[Resource], removals: list[str]) -> Outgoing:
-        """Shape what must be sent into one response (SotW sends full sets, Delta differences)."""
-
-    @abc.abstractmethod
-    def _to_proto(self, outgoing: Outgoing) -> object:
-        """Build the DiscoveryResponse or DeltaDiscoveryResponse."""
-
-    def _commit(self, state: _TypeState, outgoing: Outgoing) -> object:
+    def _commit(self, subscription: Subscription, outgoing: Outgoing) -> object:
         assert self.snapshot is not None
-        known_before = dict(state.known)
+        known_before = subscription.known
         sent_names = {resource.name for resource in outgoing.resources}
-        if state.type.is_wildcard_type and self.mode == "sotw":
-            state.known = {resource.name: resource for resource in outgoing.resources}
-        else:
-            for resource in outgoing.resources:
-                state.known[resource.name] = resource
-            for name in outgoing.removed:
-                state.known.pop(name, None)
-        state.resend -= sent_names | set(outgoing.removed)
-        self._retain_references(outgoing.resources)
-        if state.type is ResourceType.CLUSTER:
+        known = known_before.mutate()
+        for resource in outgoing.resources:
+            known[resource.name] = resource
+        for name in outgoing.removed:
+            known.pop(name, None)
+        subscription = attrs.evolve(
+            subscription,
+            known=known.finish(),
+            resend=subscription.resend - sent_names - set(outgoing.removed),
+        )
+        self._subscriptions[subscription.type] = subscription
+        self._retained.remember(self.snapshot, outgoing.resources)
+        if subscription.type is ResourceType.CLUSTER:
             self._resend_endpoints_of_updated_clusters(known_before, outgoing.resources)
-        state.in_flight = _InFlight(
+        response = SentResponse(
             nonce=outgoing.nonce,
             version=outgoing.version,
             snapshot_version=self.snapshot.version,
             names=tuple(sorted(sent_names)),
             known_before=known_before,
         )
-        state.last_sent_nonce = outgoing.nonce
-        state.last_sent_version = outgoing.version
-        state.must_answer = False
-        state.responses_sent += 1
+        self._subscriptions[subscription.type] = subscription.apply(Sent(response))
         self.record(
             direction="response",
-            type_short=state.type.short_name,
+            type_short=subscription.type.short_name,
             nonce=outgoing.nonce,
             version=outgoing.version,
-            names=tuple(sorted(sent_names)),
+            names=response.names,
             removed=tuple(sorted(outgoing.removed)),
         )
-        return self._to_proto(outgoing)
+        self.policy.committed(self, outgoing)
+        return self.policy.to_proto(outgoing)
 
     def _resend_endpoints_of_updated_clusters(
-        self, known_before: dict[str, Resource], sent: Iterable[Resource]
+        self, known_before: Mapping[str, Resource], sent: Iterable[Resource]
     ) -> None:
         """An updated Cluster warms until it gets its ClusterLoadAssignment again."""
-        if "eds-not-resent-on-cds" in self.mutants:
+        if Mutant.EDS_NOT_RESENT_ON_CDS in self.mutants:
             return
-        endpoints = self._types[ResourceType.ENDPOINT]
+        marked: set[str] = set()
         for cluster in sent:
             previous = known_before.get(cluster.name)
             if previous is None or previous == cluster:
                 continue
-            endpoints.resend.update(cluster.references.endpoints)
+            marked.update(cluster.references.endpoints)
+        if marked:
+            endpoints = self._subscriptions[ResourceType.ENDPOINT]
+            self._subscriptions[ResourceType.ENDPOINT] = attrs.evolve(
+                endpoints, resend=endpoints.resend | marked
+            )
+
+
+@attrs.frozen(eq=False)
+class _View:
+    """The stream as `ordering.StreamView` reads it."""
+
+    stream: AdsStream
+
+    def opened(self, resource_type: ResourceType) -> bool:
+        return self.stream.subscription(resource_type).opened
+
+    def in_flight(self, resource_type: ResourceType) -> bool:
+        return self.stream.subscription(resource_type).in_flight is not None
+
+    def updates(self, resource_type: ResourceType) -> Sequence[Resource]:
+        return self.stream._updates(self.stream.subscription(resource_type))
+
+    def removals(self, resource_type: ResourceType) -> Sequence[str]:
+        return self.stream.policy.removals(self.stream, self.stream.subscription(resource_type))
+
+    def held(self, resource_type: ResourceType) -> Mapping[str, Resource]:
+        return self.stream.subscription(resource_type).known
+
+    def marked(self, resource_type: ResourceType) -> frozenset[str]:
+        return self.stream.subscription(resource_type).resend
+
+    def served(self, resource_type: ResourceType) -> Mapping[str, Resource]:
+        return self.stream.existing(resource_type) if self.stream.snapshot else {}
+
+    def current(self, resource_type: ResourceType) -> Mapping[str, Resource]:
+        snapshot = self.stream.snapshot
+        return snapshot.of_type(resource_type) if snapshot else {}
+
+    def wanted(self, resource_type: ResourceType) -> Mapping[str, Resource]:
+        subscription, current = self.stream.subscription(resource_type), self.current(resource_type)
+        if subscription.wildcard:
+            return current
+        return {name: current[name] for name in subscription.subscribed if name in current}

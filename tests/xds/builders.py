@@ -14,7 +14,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from envoy.service.discovery.v3 import discovery_pb2
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, struct_pb2
 from google.rpc import status_pb2
 
 from sut.xds import Resource, ResourceType, Snapshot
@@ -131,6 +131,15 @@ def resource(message: object) -> Resource:
     return Resource.from_message(message)  # type: ignore[arg-type]
 
 
+def node_of(node_id: str, metadata: dict[str, object] | None = None) -> base_pb2.Node:
+    """A `Node`; `metadata` becomes its Struct (the harness puts an instance id there)."""
+    node = base_pb2.Node(id=node_id)
+    if metadata is not None:
+        node.metadata.CopyFrom(struct_pb2.Struct())
+        node.metadata.update(metadata)
+    return node
+
+
 def sotw_request(
     kind: ResourceType,
     names: Iterable[str] = (),
@@ -139,13 +148,14 @@ def sotw_request(
     version: str = "",
     error: str | None = None,
     node: str = NODE,
+    metadata: dict[str, object] | None = None,
 ) -> discovery_pb2.DiscoveryRequest:
     request = discovery_pb2.DiscoveryRequest(
         type_url=kind.type_url,
         resource_names=list(names),
         response_nonce=nonce,
         version_info=version,
-        node=base_pb2.Node(id=node),
+        node=node_of(node, metadata),
     )
     if error is not None:
         request.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
@@ -161,6 +171,7 @@ def delta_request(
     error: str | None = None,
     initial: dict[str, str] | None = None,
     node: str = NODE,
+    metadata: dict[str, object] | None = None,
 ) -> discovery_pb2.DeltaDiscoveryRequest:
     request = discovery_pb2.DeltaDiscoveryRequest(
         type_url=kind.type_url,
@@ -168,7 +179,7 @@ def delta_request(
         resource_names_unsubscribe=list(unsubscribe),
         response_nonce=nonce,
         initial_resource_versions=initial or {},
-        node=base_pb2.Node(id=node),
+        node=node_of(node, metadata),
     )
     if error is not None:
         request.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))

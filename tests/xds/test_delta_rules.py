@@ -42,14 +42,14 @@ def test_subscribe_is_answered_even_if_the_client_has_the_latest_version():
     snapshot = world({"r1": ("c1",)})
     stream = started(snapshot)
     (response,) = stream.receive(
-        delta_request(RDS, ["r1"], nonce=stream._types[RDS].last_sent_nonce)
+        delta_request(RDS, ["r1"], nonce=stream.status().of_type(RDS).last_sent_nonce)
     )
     assert names_of(response) == ["r1"]
 
 
 def test_unsubscribe_forgets_the_client_version_so_a_resubscribe_is_answered():
     stream = started(world({"r1": ("c1",)}))
-    nonce = stream._types[RDS].last_sent_nonce
+    nonce = stream.status().of_type(RDS).last_sent_nonce
     assert stream.receive(delta_request(RDS, unsubscribe=["r1"], nonce=nonce)) == []
     (response,) = stream.receive(delta_request(RDS, ["r1"], nonce=nonce))
     assert names_of(response) == ["r1"]
@@ -58,7 +58,7 @@ def test_unsubscribe_forgets_the_client_version_so_a_resubscribe_is_answered():
 def test_names_that_do_not_exist_go_in_removed_resources():
     stream = started(world({"r1": ("c1",)}))
     (response,) = stream.receive(
-        delta_request(RDS, ["missing"], nonce=stream._types[RDS].last_sent_nonce)
+        delta_request(RDS, ["missing"], nonce=stream.status().of_type(RDS).last_sent_nonce)
     )
     assert list(response.removed_resources) == ["missing"]
     assert list(response.resources) == []
@@ -81,7 +81,7 @@ def test_initial_resource_versions_only_on_the_first_request_for_a_type():
 
 def test_subscription_change_is_honoured_with_a_stale_nonce():
     stream = started(world({"r1": ("c1",), "r2": ("c1",)}))
-    rds_nonce_before = stream._types[RDS].last_sent_nonce
+    rds_nonce_before = stream.status().of_type(RDS).last_sent_nonce
     (in_flight,) = stream.on_snapshot(world({"r1": ("c1",), "r2": ("c1",)}, marker="v2"))
     # The client processes a listener update before the RDS response above and subscribes a
     # name, quoting the RDS nonce it last saw: stale, but the subscription counts.
@@ -95,7 +95,7 @@ def test_mutant_stale_nonce_drops_subscription_loses_the_subscribe():
     stream = started(
         world({"r1": ("c1",), "r2": ("c1",)}), Mutants.of(["stale-nonce-drops-subscription"])
     )
-    rds_nonce_before = stream._types[RDS].last_sent_nonce
+    rds_nonce_before = stream.status().of_type(RDS).last_sent_nonce
     (in_flight,) = stream.on_snapshot(world({"r1": ("c1",), "r2": ("c1",)}, marker="v2"))
     stream.receive(delta_request(RDS, unsubscribe=["r2"], nonce=rds_nonce_before))
     stream.receive(delta_request(RDS, ["r2"], nonce=rds_nonce_before))
@@ -133,7 +133,7 @@ def test_first_request_without_names_is_a_legacy_wildcard_and_star_is_explicit()
 
 def test_a_request_that_only_unsubscribes_gets_no_response():
     stream = started(world({"r1": ("c1",), "r2": ("c1",)}))
-    nonce = stream._types[RDS].last_sent_nonce
+    nonce = stream.status().of_type(RDS).last_sent_nonce
     assert stream.receive(delta_request(RDS, unsubscribe=["r2"], nonce=nonce)) == []
 
 
@@ -155,7 +155,7 @@ def test_wildcard_removal_is_sent_in_removed_resources():
 
 def test_mutant_resubscribe_ignored_leaves_a_resubscribe_unanswered():
     stream = started(world({"r1": ("c1",)}), Mutants.of(["resubscribe-ignored"]))
-    nonce = stream._types[RDS].last_sent_nonce
+    nonce = stream.status().of_type(RDS).last_sent_nonce
     stream.receive(delta_request(RDS, unsubscribe=["r1"], nonce=nonce))
     assert stream.receive(delta_request(RDS, ["r1"], nonce=nonce)) == []
 

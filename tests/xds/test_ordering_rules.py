@@ -84,10 +84,12 @@ def test_make_before_break_cds_then_eds_then_lds_then_rds(mode):
     client = Client(mode)
     client.start(world({"r1": ("c1",)}))
     new_world = world({"r1": ("c1", "c2"), "r2": ("c2",)})
-    rds_nonce_before = client.stream._types[RDS].last_sent_nonce
+    rds_nonce_before = client.stream.status().of_type(RDS).last_sent_nonce
     pushed = client.stream.on_snapshot(new_world)
     assert [type_of(r) for r in pushed] == [CDS]
-    (eds,) = client.request(EDS, ["c1", "c2"], nonce=client.stream._types[EDS].last_sent_nonce)
+    (eds,) = client.request(
+        EDS, ["c1", "c2"], nonce=client.stream.status().of_type(EDS).last_sent_nonce
+    )
     assert "c2" in names_of(eds)
     assert client.ack(pushed[0]) == []  # CDS ACKed, but c2's endpoints are not yet ACKed
     lds, rds = client.ack(eds)
@@ -125,7 +127,7 @@ def test_mutant_eds_not_resent_on_cds_leaves_the_cluster_warming(mode):
     client.start(world({"r1": ("c1",)}))
     (cds,) = client.stream.on_snapshot(world({"r1": ("c1",)}, cluster_timeouts={"c1": 900}))
     assert type_of(cds) is CDS
-    eds_nonce = client.stream._types[EDS].last_sent_nonce
+    eds_nonce = client.stream.status().of_type(EDS).last_sent_nonce
     assert client.ack(cds) == []
     if mode == "sotw":
         assert client.stream.receive(sotw_request(EDS, ["c1"], nonce=eds_nonce)) == []
@@ -142,7 +144,7 @@ def test_a_cluster_deleted_while_in_flight_still_gets_its_endpoints(mode):
     # Before the client reads that response, the snapshot drops c2 again.
     assert client.stream.on_snapshot(world({"r1": ("c1",)})) == []
     # The client warms c2 and asks for its endpoints, holding the CDS ACK until it has them.
-    eds_nonce = client.stream._types[EDS].last_sent_nonce
+    eds_nonce = client.stream.status().of_type(EDS).last_sent_nonce
     if mode == "delta":
         (eds,) = client.stream.receive(delta_request(EDS, ["c2"], nonce=""))
     else:
@@ -175,7 +177,7 @@ def test_mutant_warming_cluster_starved_withholds_those_endpoints(mode):
     if mode == "delta":
         assert client.stream.receive(delta_request(EDS, ["c2"])) == []
     else:
-        eds_nonce = client.stream._types[EDS].last_sent_nonce
+        eds_nonce = client.stream.status().of_type(EDS).last_sent_nonce
         assert client.stream.receive(sotw_request(EDS, ["c1", "c2"], nonce=eds_nonce)) == []
 
 
@@ -189,7 +191,9 @@ def test_removals_go_last(mode):
     if mode == "delta":
         # Envoy drops the removed listener's RouteConfiguration subscription.
         after_lds += client.stream.receive(
-            delta_request(RDS, unsubscribe=["r2"], nonce=client.stream._types[RDS].last_sent_nonce)
+            delta_request(
+                RDS, unsubscribe=["r2"], nonce=client.stream.status().of_type(RDS).last_sent_nonce
+            )
         )
     (cds,) = [r for r in after_lds if type_of(r) is CDS]
     if mode == "delta":

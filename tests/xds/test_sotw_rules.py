@@ -75,7 +75,7 @@ def test_newly_requested_name_is_answered_even_if_unchanged_and_sent_before():
     stream = started(world({"r1": ("c1",)}))
     rds = stream.status().of_type(RDS)
     # Listener switched to an inline route config: Envoy asks for no RDS names...
-    last_nonce = stream._types[RDS].last_sent_nonce
+    last_nonce = stream.status().of_type(RDS).last_sent_nonce
     assert stream.receive(sotw_request(RDS, [], nonce=last_nonce, version=rds.acked_version)) == []
     # ...and back: same version, same nonce; only the added name tells it from an ACK.
     (response,) = stream.receive(
@@ -86,7 +86,7 @@ def test_newly_requested_name_is_answered_even_if_unchanged_and_sent_before():
 
 def test_requested_but_missing_names_are_sent_when_they_appear():
     stream = started(world({"r1": ("c1",)}))
-    last_nonce = stream._types[RDS].last_sent_nonce
+    last_nonce = stream.status().of_type(RDS).last_sent_nonce
     assert stream.receive(sotw_request(RDS, ["r1", "r2"], nonce=last_nonce)) == []
     responses = stream.on_snapshot(world({"r1": ("c1",), "r2": ("c1",)}))
     by_type = {type_of(r): r for r in responses}
@@ -128,7 +128,7 @@ def test_stale_nonce_is_not_an_ack_but_its_names_are_honoured():
 
 def test_rds_request_without_names_is_not_a_wildcard():
     stream = started(world({"r1": ("c1",)}))
-    last_nonce = stream._types[RDS].last_sent_nonce
+    last_nonce = stream.status().of_type(RDS).last_sent_nonce
     stream.receive(sotw_request(RDS, [], nonce=last_nonce))
     assert not stream.status().of_type(RDS).wildcard
     assert stream.on_snapshot(world({"r1": ("c1",)}, marker="changed")) == []
@@ -153,7 +153,7 @@ def test_one_response_in_flight_per_type():
 def test_mutant_sotw_new_names_ignored_breaks_the_new_name_rule():
     stream = started(world({"r1": ("c1",)}), Mutants.of(["sotw-new-names-ignored"]))
     rds = stream.status().of_type(RDS)
-    last_nonce = stream._types[RDS].last_sent_nonce
+    last_nonce = stream.status().of_type(RDS).last_sent_nonce
     stream.receive(sotw_request(RDS, [], nonce=last_nonce, version=rds.acked_version))
     assert (
         stream.receive(sotw_request(RDS, ["r1"], nonce=last_nonce, version=rds.acked_version)) == []
@@ -166,7 +166,7 @@ def _adding_a_name_at_the_current_version(mutants: Mutants = Mutants()) -> list:
     stream = started(snapshot, mutants, routes=["r1"])
     rds = stream.status().of_type(RDS)
     assert rds.acked_version == snapshot.type_version(RDS)
-    last_nonce = stream._types[RDS].last_sent_nonce
+    last_nonce = stream.status().of_type(RDS).last_sent_nonce
     return stream.receive(
         sotw_request(RDS, ["r1", "r2"], nonce=last_nonce, version=rds.acked_version)
     )
