@@ -15,6 +15,13 @@ Rules of this module:
 4. The readiness listener is never rewritten.
 5. Publishing an equal snapshot is a no-op (content-hash versions).
 6. `start` is the first reconcile of a freshly constructed control plane; `apply` every later one.
+7. With `proxyless_node_id` set, proxyless gRPC clients get a snapshot of their own under that
+   node id (`sut.translate.proxyless`, from the same translation). The extension never sees it,
+   and it moves with Envoy's: whenever Envoy's snapshot is published (whatever the outcome,
+   failure policies included: the proxyless snapshot carries no extension work to lose, so it is
+   the translation's), the proxyless one is published too; when Envoy's is held back (kept last
+   good, refused as inconsistent), so is it. Either snapshot failing the consistency guard
+   refuses both. Its versions follow the same scheme as Envoy's.
 """
 
 from __future__ import annotations
@@ -34,7 +41,14 @@ from sut.errors import ExtensionError
 from sut.extension import Budget, Clock, ExtensionClient, Hook
 from sut.gatewayapi import Resources, Statuses
 from sut.mutants import Mutant, Mutants
-from sut.translate import TranslateOptions, Translation, XdsResources, translate
+from sut.translate import (
+    ProxylessResources,
+    TranslateOptions,
+    Translation,
+    XdsResources,
+    to_proxyless,
+    translate,
+)
 from sut.xds import Snapshot, SnapshotCache, consistency_errors
 
 __all__ = ["ControlPlane", "ControlPlaneSettings", "Outcome", "ReconcileResult"]
@@ -63,6 +77,12 @@ class ControlPlaneSettings:
     )
     """Seconds all hook calls of one reconcile may take together; None: no budget, each call
     has only the extension's per-call deadline (and retries)."""
+    proxyless_node_id: str | None = None
+    """Node id of the proxyless gRPC clients' snapshot (rule 7); None publishes none."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.proxyless_node_id is not None and self.proxyless_node_id == self.node_id:
+            raise ValueError("proxyless_node_id must differ from node_id (Envoy's snapshot)")
 
 
 @attrs.frozen
@@ -73,6 +93,8 @@ class ReconcileResult:
     error: str = ""
     hook_seconds: float = 0.0
     """How long the extension hooks took (0 when none ran): what this reconcile waited on."""
+    proxyless_version: str = ""
+    """The proxyless snapshot's version in the cache after this reconcile ("" if none)."""
 
     @property
     def published(self) -> bool:
@@ -103,6 +125,9 @@ class ControlPlane:
         self.history: list[ReconcileResult] = []
         self._process_versions = ProcessVersions()
         """Version counters of this process (used only by `versions-restart-with-process`)."""
+        self._proxyless_process_versions = ProcessVersions()
+        self._proxyless: ProxylessResources | None = None
+        """The proxyless resources of the reconcile under way (rule 7)."""
 
     @property
     def store(self) -> Resources:
@@ -115,6 +140,11 @@ class ControlPlane:
     @property
     def published_snapshot(self) -> Snapshot | None:
         return self.cache.get_snapshot(self.settings.node_id)
+
+    @property
+    def published_proxyless_snapshot(self) -> Snapshot | None:
+        node_id = self.settings.proxyless_node_id
+        return self.cache.get_snapshot(node_id) if node_id is not None else None
 
     def start(self, resources: Resources) -> ReconcileResult:
         """The first reconcile of this control plane: publish what `resources` make."""
@@ -150,6 +180,11 @@ class ControlPlane:
     def _reconcile(self) -> ReconcileResult:
         translation = translate(self._store, self.settings.translate_options)
         self.last_translation = translation
+        self._proxyless = (
+            to_proxyless(translation.ir, self._store)
+            if self.settings.proxyless_node_id is not None
+            else None
+        )
         translated = translation.xds
         if self.extension is None or not self.settings.hooks:
             return self._publish(translated, Outcome.PUBLISHED)
@@ -214,45 +249,66 @@ class ControlPlane:
             return self._publish(with_rds_error(base), Outcome.FAILURE_POLICY, error)
         if policy is FailurePolicy.INLINE_ERROR:
             return self._publish(with_inline_error(base), Outcome.FAILURE_POLICY, error)
-        return ReconcileResult(Outcome.KEPT_LAST_GOOD, self._cached_version(), error)
+        return ReconcileResult(
+            Outcome.KEPT_LAST_GOOD,
+            self._cached_version(),
+            error,
+            proxyless_version=self._cached_proxyless_version(),
+        )
 
     def _publish(
         self, resources: XdsResources, outcome: Outcome, error: str = ""
     ) -> ReconcileResult:
         snapshot = _snapshot_of(resources)
         problems = self._consistency_errors(snapshot)
+        proxyless = None
+        if self._proxyless is not None:
+            proxyless = Snapshot.from_messages(self._proxyless.messages())
+            problems += [f"proxyless: {item}" for item in self._consistency_errors(proxyless)]
         if problems:
             message = "snapshot not published: " + "; ".join(problems[:5]) + _more(problems, 5)
             return ReconcileResult(
                 Outcome.REFUSED_INCONSISTENT,
                 self._cached_version(),
                 f"{error}; {message}" if error else message,
+                proxyless_version=self._cached_proxyless_version(),
             )
-        snapshot = self._versioned(snapshot)
+        snapshot = self._versioned(snapshot, self._process_versions)
         changed = self.cache.set_snapshot(self.settings.node_id, snapshot)
-        if not changed and outcome is Outcome.PUBLISHED:
-            outcome = Outcome.UNCHANGED
         # Unchanged content keeps the cached snapshot, and with it the cached versions.
         version = snapshot.version if changed else self._cached_version()
-        return ReconcileResult(outcome, version, error)
+        node_id = self.settings.proxyless_node_id
+        if proxyless is not None and node_id is not None:
+            proxyless = self._versioned(proxyless, self._proxyless_process_versions)
+            changed |= self.cache.set_snapshot(node_id, proxyless)
+        if not changed and outcome is Outcome.PUBLISHED:
+            outcome = Outcome.UNCHANGED
+        return ReconcileResult(
+            outcome, version, error, proxyless_version=self._cached_proxyless_version()
+        )
 
     def _consistency_errors(self, snapshot: Snapshot) -> list[str]:
         if Mutant.DANGLING_REFERENCE in self.settings.mutants:
             return []  # The bug: the publish guard is skipped.
         return consistency_errors(snapshot)
 
-    def _versioned(self, snapshot: Snapshot) -> Snapshot:
-        """Content-hash versions, unless a versioning mutant labels the snapshot otherwise."""
+    def _versioned(self, snapshot: Snapshot, counters: ProcessVersions) -> Snapshot:
+        """Content-hash versions, unless a versioning mutant labels the snapshot otherwise;
+        `counters` are the process counters of the node the snapshot is for."""
         if Mutant.VERSION_FROM_STORE in self.settings.mutants:
             # The bug: versions name the store the translation came from, not its output.
             return store_versioned(snapshot, self._store)
         if Mutant.VERSIONS_RESTART_WITH_PROCESS in self.settings.mutants:
             # The bug: versions are this process's counters; a restart reuses them.
-            return self._process_versions.label(snapshot)
+            return counters.label(snapshot)
         return snapshot
 
     def _cached_version(self) -> str:
         snapshot = self.cache.get_snapshot(self.settings.node_id)
+        return snapshot.version if snapshot is not None else ""
+
+    def _cached_proxyless_version(self) -> str:
+        snapshot = self.published_proxyless_snapshot
         return snapshot.version if snapshot is not None else ""
 
 

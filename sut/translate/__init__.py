@@ -2,7 +2,8 @@
 
 Stage 1 (`build_ir` in `build`) composes `listeners`, `certificates`, `planning`, `attachment`,
 `virtualhosts`, `precedence`, `policies` and `status`. Stage 2 (`to_xds` in `xds`, routes in
-`xds_routes`) reads only the IR. Both share `ir`, `options`, `regex` (RE2 as Envoy runs it) and
+`xds_routes`) reads only the IR; `to_proxyless` (in `proxyless`) is its twin for proxyless gRPC
+clients. The stages share `ir`, `options`, `regex` (RE2 as Envoy runs it) and
 `envoy_protos` (proto pieces the control plane and extension server use too).
 """
 
@@ -33,6 +34,7 @@ from sut.translate.ir import (
 from sut.translate.options import TranslateOptions
 from sut.translate.policies import PolicyResolution, resolve_backend_traffic_policies
 from sut.translate.precedence import precedence_key
+from sut.translate.proxyless import ProxylessResources, grpc_port, to_proxyless
 from sut.translate.regex import MAX_PROGRAM_SIZE, RegexVerdict, check_regex
 from sut.translate.translation import Translation, translate
 from sut.translate.xds import (
@@ -55,6 +57,7 @@ __all__ = [
     "IRListener",
     "PathRewrite",
     "PolicyResolution",
+    "ProxylessResources",
     "Redirect",
     "RegexVerdict",
     "Route",
@@ -71,9 +74,11 @@ __all__ = [
     "XdsResources",
     "build_ir",
     "check_regex",
+    "grpc_port",
     "precedence_key",
     "readiness_listener_name",
     "resolve_backend_traffic_policies",
+    "to_proxyless",
     "to_xds",
     "translate",
 ]
