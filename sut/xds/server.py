@@ -1,7 +1,9 @@
 """The gRPC adapter: serves `AggregatedDiscoveryService` (SotW and Delta) from the cache.
 
 Rules of this module:
-1. All protocol decisions live in the sans-IO streams; this module only moves messages.
+1. All protocol decisions live in the sans-IO streams, stream start and end included; this
+   module only moves messages and carries out the effects the core returns (`Send`, `Watch`,
+   `Unwatch`), in order.
 2. gRPC runs on `grpc.aio`, on one event loop in one thread that `start` creates and `stop`
    joins. Every stream is a coroutine on that loop: no thread per stream, so the thread count
    stays flat however many streams are open, and there is no cap on live streams.
@@ -36,14 +38,16 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 
 from sut.errors import RemoteProtocolError
 from sut.mutants import Mutants
-from sut.xds.cache import SnapshotCache
 from sut.xds.delta import DeltaStream
+from sut.xds.effects import Effect, Send, Unwatch, Watch
 from sut.xds.exchange_log import ExchangeLog
 from sut.xds.served import ServedSets
 from sut.xds.slot import LatestValueSlot, LoopWaker
 from sut.xds.snapshot import Snapshot
 from sut.xds.sotw import SotwStream
-from sut.xds.stream import AdsStream, Exchange, StreamStatus
+from sut.xds.source import SnapshotSource
+from sut.xds.status import Exchange, StreamStatus
+from sut.xds.stream import AdsStream
 
 __all__ = ["XdsServer"]
 
@@ -79,7 +83,7 @@ class XdsServer:
 
     def __init__(
         self,
-        cache: SnapshotCache,
+        cache: SnapshotSource,
         *,
         mutants: Mutants = Mutants(),
         host: str = "127.0.0.1",
@@ -260,33 +264,26 @@ class XdsServer:
             sequence=self._sequence,
             served=self._served,
         )
-        core.record(
-            direction="event", type_short="ADS", nonce="", version="", note=f"{mode} stream opened"
-        )
+        core.open()
         live = _LiveStream(core)
         with self._lock:
             self._live[core.stream_id] = live
         self._changed()
         return live
 
-    def _close(self, live: _LiveStream, reason: str) -> None:
+    def _close(self, live: _LiveStream, reason: str) -> list[Effect]:
         with live.lock:
-            live.core.record(
-                direction="event",
-                type_short="ADS",
-                nonce="",
-                version="",
-                note=f"stream closed: {reason}",
-            )
+            effects = live.core.close(reason)
             final = live.core.status()
         with self._lock:
             del self._live[live.core.stream_id]
             self._closed.append(final)
         self._changed()
+        return effects
 
     def _apply(
-        self, live: _LiveStream, step: Callable[[AdsStream, _T], list[object]], payload: _T
-    ) -> list[object]:
+        self, live: _LiveStream, step: Callable[[AdsStream, _T], list[Effect]], payload: _T
+    ) -> list[Effect]:
         with live.lock:
             live.status = None
             try:
@@ -301,6 +298,22 @@ class XdsServer:
         stream_id = live.core.stream_id
         slot: LatestValueSlot[Snapshot] = LatestValueSlot(self._waker)
         unwatch: Callable[[], None] | None = None
+
+        async def carry_out(effects: list[Effect]) -> None:
+            nonlocal unwatch
+            for effect in effects:
+                if isinstance(effect, Send):
+                    await _write(context, effect.message)
+                elif isinstance(effect, Watch):
+                    unwatch = self.cache.watch(effect.node_id, slot.offer)
+                    # The snapshot current once the watch is in place: none set meanwhile is lost.
+                    current = self.cache.get_snapshot(effect.node_id)
+                    if current is not None and current is not live.core.snapshot:
+                        slot.offer(current)
+                elif isinstance(effect, Unwatch) and unwatch is not None:
+                    unwatch()
+                    unwatch = None
+
         reading: asyncio.Future[object] = asyncio.ensure_future(context.read())
         delivered: asyncio.Future[object] = asyncio.ensure_future(slot.ready.wait())
         reason = "server stopped"
@@ -312,20 +325,12 @@ class XdsServer:
                     if request is grpc.aio.EOF:
                         reason = "client closed the stream"
                         break
-                    responses = self._apply(live, self._receive, request)
-                    if unwatch is None and live.core.node_id:
-                        unwatch = self.cache.watch(live.core.node_id, slot.offer)
-                        # A snapshot published while the watch was being set up is not lost.
-                        current = self.cache.get_snapshot(live.core.node_id)
-                        if current is not None and current is not live.core.snapshot:
-                            slot.offer(current)
-                    await _write_all(context, responses)
+                    await carry_out(self._apply(live, self._receive, request))
                     reading = asyncio.ensure_future(context.read())
                 if delivered.done():
                     snapshot = slot.take()
                     if snapshot is not None and snapshot is not live.core.snapshot:
-                        responses = self._apply(live, _on_snapshot, snapshot)
-                        await _write_all(context, responses)
+                        await carry_out(self._apply(live, _on_snapshot, snapshot))
                     delivered = asyncio.ensure_future(slot.ready.wait())
         except RemoteProtocolError as error:
             reason = f"protocol violation: {error}"
@@ -351,29 +356,20 @@ class XdsServer:
         finally:
             reading.cancel()
             delivered.cancel()
-            if unwatch is not None:
+            for effect in self._close(live, reason):
+                if isinstance(effect, Unwatch) and unwatch is not None:
+                    unwatch()
+                    unwatch = None
+            if unwatch is not None:  # the core never asked for its watch back: ours to end
                 unwatch()
-            self._close(live, reason)
             _log.debug("xDS stream %s closed: %s", stream_id, reason)
 
-    def _receive(self, core: AdsStream, request: object) -> list[object]:
-        """The first request names the node: hold its snapshot before reading the request, so
-        versions the client reports are matched against real content."""
-        if core.snapshot is None and not core.node_id:
-            node_id = getattr(getattr(request, "node", None), "id", "")
-            current = self.cache.get_snapshot(node_id) if node_id else None
-            if current is not None:
-                core.attach(current)
-        responses = core.receive(request)
-        if core.snapshot is None and core.node_id:
-            current = self.cache.get_snapshot(core.node_id)
-            if current is not None:
-                responses += core.on_snapshot(current)
-        return responses
+    def _receive(self, core: AdsStream, request: object) -> list[Effect]:
+        return core.receive_effects(request, self.cache)
 
 
-def _on_snapshot(core: AdsStream, snapshot: Snapshot) -> list[object]:
-    return core.on_snapshot(snapshot)
+def _on_snapshot(core: AdsStream, snapshot: Snapshot) -> list[Effect]:
+    return core.on_snapshot_effects(snapshot)
 
 
 class _StreamLost(Exception):
@@ -387,12 +383,11 @@ def _read_result(reading: asyncio.Future[object]) -> object:
         raise _StreamLost(f"reading failed: {error!r}") from error
 
 
-async def _write_all(context: grpc.aio.ServicerContext, responses: list[object]) -> None:
-    for response in responses:
-        try:
-            await context.write(response)
-        except Exception as error:
-            raise _StreamLost(f"writing failed: {error!r}") from error
+async def _write(context: grpc.aio.ServicerContext, response: object) -> None:
+    try:
+        await context.write(response)
+    except Exception as error:
+        raise _StreamLost(f"writing failed: {error!r}") from error
 
 
 class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
