@@ -59,6 +59,7 @@ from sut.translate.ir import (
     StringMatch,
     VirtualHost,
 )
+from sut.translate.xds import ResourceLookups
 from sut.translate.xds_routes import route_configuration
 
 __all__ = ["LOCALITY_ZONE", "ProxylessResources", "grpc_port", "to_proxyless"]
@@ -70,7 +71,7 @@ _PATH_REWRITE_STATUS = 500
 
 
 @attrs.frozen
-class ProxylessResources:
+class ProxylessResources(ResourceLookups):
     """What proxyless gRPC clients get, each tuple sorted by name; read-only protobufs."""
 
     listeners: tuple[listener_pb2.Listener, ...] = ()
@@ -84,20 +85,6 @@ class ProxylessResources:
         yield from self.cluster_load_assignments
         yield from self.listeners
         yield from self.route_configurations
-
-    def listener(self, name: str) -> listener_pb2.Listener | None:
-        return next((item for item in self.listeners if item.name == name), None)
-
-    def route_configuration(self, name: str) -> route_pb2.RouteConfiguration | None:
-        return next((item for item in self.route_configurations if item.name == name), None)
-
-    def cluster(self, name: str) -> cluster_pb2.Cluster | None:
-        return next((item for item in self.clusters if item.name == name), None)
-
-    def cluster_load_assignment(self, name: str) -> endpoint_pb2.ClusterLoadAssignment | None:
-        return next(
-            (item for item in self.cluster_load_assignments if item.cluster_name == name), None
-        )
 
 
 def to_proxyless(

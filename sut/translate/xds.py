@@ -57,8 +57,31 @@ _LB_POLICIES = {
 }
 
 
+class ResourceLookups:
+    """Find one resource by name in a translation's tuples (Envoy's or proxyless clients')."""
+
+    listeners: tuple[listener_pb2.Listener, ...]
+    route_configurations: tuple[route_pb2.RouteConfiguration, ...]
+    clusters: tuple[cluster_pb2.Cluster, ...]
+    cluster_load_assignments: tuple[endpoint_pb2.ClusterLoadAssignment, ...]
+
+    def listener(self, name: str) -> listener_pb2.Listener | None:
+        return next((item for item in self.listeners if item.name == name), None)
+
+    def route_configuration(self, name: str) -> route_pb2.RouteConfiguration | None:
+        return next((item for item in self.route_configurations if item.name == name), None)
+
+    def cluster(self, name: str) -> cluster_pb2.Cluster | None:
+        return next((item for item in self.clusters if item.name == name), None)
+
+    def cluster_load_assignment(self, name: str) -> endpoint_pb2.ClusterLoadAssignment | None:
+        return next(
+            (item for item in self.cluster_load_assignments if item.cluster_name == name), None
+        )
+
+
 @attrs.frozen
-class XdsResources:
+class XdsResources(ResourceLookups):
     """Every Envoy resource of one translation, each tuple sorted by name.
 
     The messages are protobufs and therefore mutable: treat them as read-only (copy before
@@ -80,20 +103,6 @@ class XdsResources:
         yield from self.listeners
         yield from self.route_configurations
         yield from self.secrets
-
-    def listener(self, name: str) -> listener_pb2.Listener | None:
-        return next((item for item in self.listeners if item.name == name), None)
-
-    def route_configuration(self, name: str) -> route_pb2.RouteConfiguration | None:
-        return next((item for item in self.route_configurations if item.name == name), None)
-
-    def cluster(self, name: str) -> cluster_pb2.Cluster | None:
-        return next((item for item in self.clusters if item.name == name), None)
-
-    def cluster_load_assignment(self, name: str) -> endpoint_pb2.ClusterLoadAssignment | None:
-        return next(
-            (item for item in self.cluster_load_assignments if item.cluster_name == name), None
-        )
 
     def secret(self, name: str) -> secret_pb2.Secret | None:
         return next((item for item in self.secrets if item.name == name), None)
