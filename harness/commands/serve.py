@@ -440,9 +440,9 @@ def _run_probe(args: argparse.Namespace) -> int:
         skipped: list[str] = []
         resources = load_manifest_paths(args.manifests, skipped=skipped)
         try:
-            text = Path(args.requests).read_text()
-        except OSError as error:
-            return _fail(f"cannot read requests file: {error}")
+            text = Path(args.requests).read_text(encoding="utf-8")
+        except (OSError, ValueError) as error:  # ValueError: not UTF-8
+            return _fail(f"cannot read requests file {args.requests}: {error}")
         requests = parse_requests(text, source=str(args.requests))
         with serving(resources, gateway_class=args.gateway_class, mode=args.xds) as stack:
             listeners = _announce(stack, sys.stderr, skipped)

@@ -36,6 +36,7 @@ from sut.gatewayapi.meta import ObjectMeta
 from sut.gatewayapi.policy import BackendTrafficPolicy, read_backend_traffic_policy
 from sut.gatewayapi.resources import Resources
 from sut.gatewayapi.schema import CORE_GROUP, ENVOY_GATEWAY_GROUP, GATEWAY_GROUP
+from sut.gatewayapi.yaml_reader import decode_utf8, load_all
 
 __all__ = ["SkipNote", "load_manifests", "parse_documents"]
 
@@ -141,9 +142,11 @@ def load_manifests(
         if isinstance(source, os.PathLike) or not _looks_like_yaml(source):
             path = Path(source)
             try:
-                text = path.read_text()
+                text = decode_utf8(path.read_bytes())
             except OSError as error:
                 raise ManifestError(f"cannot read manifest: {error}", document=str(path)) from error
+            except ValueError as error:
+                raise ManifestError(str(error), document=str(path)) from error
             name = str(path)
         else:
             text, name = source, f"<manifest {number}>"
@@ -171,7 +174,7 @@ def _documents(
     text: str, source: str, skip_unrelated: bool, on_skip: SkipNote | None
 ) -> list[tuple[object, _Document]]:
     try:
-        bodies = list(yaml.safe_load_all(text))
+        bodies = load_all(text)
     except yaml.YAMLError as error:
         raise ManifestError(f"invalid YAML: {error}", document=source) from error
     located: list[tuple[object, _Document]] = []

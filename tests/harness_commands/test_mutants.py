@@ -1,8 +1,8 @@
 """The search itself finds mutants: the ordinary machine, same rules, invariants and seed as
 `harness mutants`, without shrinking, on a few pairs it kills within seconds.
 
-Every pair of the kill table is searched by `make mutants-table` (up to 100 examples each, about 35 pairs: too
-long for CI on two cores); CI replays each pair's witness (`test_kill_witnesses.py`) and runs
+Every pair of the kill table is searched by `make mutants-table` (up to 100 examples each,
+about 35 pairs: too long for CI on two cores); CI replays each pair's witness (`test_kill_witnesses.py`) and runs
 this search on a sample, so a search that stops finding anything fails here.
 """
 
