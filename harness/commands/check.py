@@ -28,12 +28,8 @@ from hypothesis.reporting import with_reporter
 from hypothesis.stateful import get_state_machine_test
 
 from harness.lockstep.machine import BudgetSpent, Failure, Progress, StopFlag, machine_for
-from harness.lockstep.operations import (
-    OPERATION_KINDS,
-    Operation,
-    decode_operations,
-    encode_operations,
-)
+from harness.lockstep.operations import OPERATION_KINDS, Operation
+from harness.lockstep.replay_files import decode_operations, encode_operations
 from harness.lockstep.session import Session, Violation
 from harness.lockstep.stack import StackSettings
 from harness.loopback.spares import SpareEnvoys
@@ -289,7 +285,10 @@ def _shrink_budget(seconds: float | None) -> Iterator[None]:
 def describe_settings(stack: StackSettings) -> str:
     mutants = ", ".join(sorted(stack.mutants.names)) or "none"
     strict = ", strict protocol" if stack.strict_protocol else ""
-    return f"{stack.mode}, failure policy {stack.failure_policy}, mutants {mutants}{strict}"
+    fleet = f"{stack.proxies} prox{'y' if stack.proxies == 1 else 'ies'}"
+    return (
+        f"{stack.mode}, {fleet}, failure policy {stack.failure_policy}, mutants {mutants}{strict}"
+    )
 
 
 def format_steps(steps: Sequence[Sequence[Operation]]) -> list[str]:
@@ -348,6 +347,7 @@ def save_replay(
             "initial_fetch_timeout": stack.initial_fetch_timeout,
             "strict_protocol": stack.strict_protocol,
             "translation_budget": stack.translation_budget,
+            "proxies": stack.proxies,
         },
         "steps": [json.loads(encode_operations(list(step))) for step in failure.steps],
     }
@@ -360,7 +360,8 @@ Steps = list[list[Operation]]
 
 def load_replay(path: Path) -> tuple[StackSettings, Steps]:
     """Settings and steps of a replay file; raises ValueError naming the problem. A file of
-    plain `operations` (older ones) is one operation per step."""
+    plain `operations` (older ones) is one operation per step; one without `proxies` ran on a
+    single proxy."""
     try:
         document = json.loads(path.read_text())
         config = document["settings"]
@@ -371,6 +372,7 @@ def load_replay(path: Path) -> tuple[StackSettings, Steps]:
             initial_fetch_timeout=float(config["initial_fetch_timeout"]),
             strict_protocol=bool(config.get("strict_protocol", False)),
             translation_budget=float(config.get("translation_budget", 0.5)),
+            proxies=int(config.get("proxies", 1)),
         )
         if "steps" in document:
             steps = [decode_operations(json.dumps(step)) for step in document["steps"]]
@@ -378,6 +380,14 @@ def load_replay(path: Path) -> tuple[StackSettings, Steps]:
             steps = [[op] for op in decode_operations(json.dumps(document["operations"]))]
     except (OSError, KeyError, TypeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: not a routeproof replay file ({error})") from error
+    fleet = range(stack.proxies)
+    for step in steps:
+        for operation in step:
+            if operation.target is not None and operation.target not in fleet:
+                raise ValueError(
+                    f"{path}: {operation.describe()!r} targets a proxy the fleet of"
+                    f" {stack.proxies} does not have"
+                )
     return stack, steps
 
 

@@ -87,6 +87,18 @@ def _add_sut_options(parser: argparse.ArgumentParser, *, both: bool = False) -> 
         help="seconds the extension hooks of one reconcile may take together; the liveness"
         " bound is built on it (default: %(default)s)",
     )
+    _add_proxies_option(parser)
+
+
+def _add_proxies_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--proxies",
+        type=int,
+        default=1,
+        metavar="N",
+        help="Envoy replicas of the Gateway: one node id, one xDS connection each; operations on"
+        " a connection or an Envoy pick a replica (default: %(default)s)",
+    )
 
 
 def _stack_settings(args: argparse.Namespace, mode: str) -> StackSettings:
@@ -103,6 +115,7 @@ def _stack_settings(args: argparse.Namespace, mode: str) -> StackSettings:
         initial_fetch_timeout=args.initial_fetch_timeout,
         strict_protocol=args.strict_protocol,
         translation_budget=args.translation_budget,
+        proxies=args.proxies,
     )
 
 
@@ -143,8 +156,8 @@ def _check(args: argparse.Namespace) -> int:
     )
     from harness.commands.workers import check_on_workers
 
-    if args.workers < 1:
-        print("check: --workers must be at least 1", file=sys.stderr)
+    if args.workers < 1 or args.proxies < 1:
+        print("check: --workers and --proxies must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     try:
         example_database(args.database)
@@ -218,10 +231,10 @@ def _mutants(args: argparse.Namespace) -> int:
     def on_progress(label: str, progress: Progress) -> None:
         printers.setdefault(label, progress_printer(label, args.examples))(progress)
 
-    if args.workers < 1:
-        print("mutants: --workers must be at least 1", file=sys.stderr)
+    if args.workers < 1 or args.proxies < 1:
+        print("mutants: --workers and --proxies must be at least 1", file=sys.stderr)
         return EXIT_USAGE
-    print(f"mutants: {args.workers} worker(s)", file=sys.stderr)
+    print(f"mutants: {args.workers} worker(s), {args.proxies} proxy(ies)", file=sys.stderr)
     table = run_kill_table(
         _modes(args),
         examples=args.examples,
@@ -233,6 +246,7 @@ def _mutants(args: argparse.Namespace) -> int:
         on_result=lambda line: print(line, file=sys.stderr, flush=True),
         witnesses=Path(args.witnesses) if args.witnesses else None,
         workers=args.workers,
+        proxies=args.proxies,
     )
     print(table.as_json() if args.json else table.as_markdown())
     if args.readme:
@@ -350,6 +364,7 @@ def _parser() -> argparse.ArgumentParser:
     mutants.add_argument(
         "--only", action="append", default=None, metavar="MUTANT", help="run only these"
     )
+    _add_proxies_option(mutants)
     mutants.add_argument("--json", action="store_true", help="print the table as JSON")
     mutants.add_argument(
         "--readme", default=None, metavar="FILE", help="rewrite the kill table in FILE"

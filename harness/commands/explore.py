@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 import attrs
 
 from harness.commands.workers import worker_pool
-from harness.lockstep.alphabet import ALPHABETS, Letter
+from harness.lockstep.alphabet import ALPHABETS, Letter, alphabet
 from harness.lockstep.exploration import Move, Plan, plan
 from harness.lockstep.machine import Failure
 from harness.lockstep.session import Session, initial_pods
@@ -81,7 +81,7 @@ def initial_model(settings: StackSettings) -> ModelState:
     """The model state a fresh session starts in (`Session.start`)."""
     extension = Extension(fail_open=settings.fail_open) if settings.extension else None
     model = ModelState(extension=extension, policy=str(settings.failure_policy))
-    return model.started(initial_world(initial_pods()))
+    return model.with_proxies(settings.proxies).started(initial_world(initial_pods()))
 
 
 def run_sequence(settings: StackSettings, moves: Sequence[Move]) -> SequenceResult:
@@ -119,7 +119,7 @@ def _failure(session: Session, violations: Sequence[Violation]) -> Failure:
 def run_explore(
     options: ExploreOptions, on_progress: Callable[[str], None] | None = None
 ) -> ExploreResult:
-    letters = options.letters or ALPHABETS[options.alphabet]
+    letters = options.letters or alphabet(options.alphabet, options.stack.proxies)
     the_plan = plan(
         initial_model(options.stack), letters, options.depth, exhaustive=options.exhaustive
     )
@@ -184,11 +184,12 @@ def _results(
 
 
 def coverage_summary(options: ExploreOptions, result: ExploreResult) -> str:
-    letters = options.letters or ALPHABETS[options.alphabet]
+    letters = options.letters or alphabet(options.alphabet, options.stack.proxies)
     the_plan = result.plan
     pruning = "no pruning" if the_plan.exhaustive else "pruned on abstract states"
+    fleet = f", {options.stack.proxies} proxies" if options.stack.proxies > 1 else ""
     return (
-        f"explore: {options.stack.mode}, depth {the_plan.depth}, {options.alphabet} alphabet"
+        f"explore: {options.stack.mode}{fleet}, depth {the_plan.depth}, {options.alphabet} alphabet"
         f" ({len(letters)} letters), {pruning}: {the_plan.states} abstract states"
         f" ({the_plan.expanded} expanded), {the_plan.transitions} transitions;"
         f" {result.sequences_run} of {len(the_plan.sequences)} sequences run"
@@ -256,8 +257,8 @@ def _explore(
         save_replay,
     )
 
-    if args.depth < 1 or args.workers < 1:
-        print("explore: --depth and --workers must be at least 1", file=sys.stderr)
+    if args.depth < 1 or args.workers < 1 or args.proxies < 1:
+        print("explore: --depth, --workers and --proxies must be at least 1", file=sys.stderr)
         return 2
     modes = ["delta", "sotw"] if args.xds == "both" else [args.xds]
     for mode in modes:

@@ -18,6 +18,11 @@ state are therefore the same abstract state only if they also agree on:
 
 A store change clears the history: what happened before it is then behind a change the proxy
 must have received in full.
+
+In a fleet, what the proxy holds, its link and its part of the history (cut, restarted) are kept
+per proxy (`LinkState`), as a sorted tuple: replicas are interchangeable, and the alphabet has the
+same letters for each (`alphabet`), so two states that differ only in which replica is which have
+the same futures.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import attrs
 
 from model import ModelState, ProxyConfig, Service, World
 
-__all__ = ["AbstractState", "History", "abstract"]
+__all__ = ["AbstractState", "History", "LinkState", "abstract"]
 
 STORE_CHANGES = frozenset(
     {
@@ -48,35 +53,51 @@ EXTENSION_CHANGES = frozenset({"extension-fault", "extension-recover", "set-fail
 class History:
     """What happened since the last store change that the model state does not show."""
 
-    cut: bool = False
-    proxy_restarted: bool = False
+    cut: frozenset[int] = frozenset()
+    """The proxies whose connection was cut."""
+    proxy_restarted: frozenset[int] = frozenset()
+    """The proxies that restarted."""
     control_plane_restarted: bool = False
     rejected: bool = False
     pending: bool = False
     """An extension change waits for the next reconcile."""
 
-    def after(self, kind: str) -> History:
-        """The transition table: one row per operation kind."""
+    def after(self, kind: str, proxy: int | None = None) -> History:
+        """The transition table: one row per operation kind (`proxy`: the one a cut or a
+        restart of Envoy acts on; None is the only one, 0)."""
         if kind in STORE_CHANGES:
             return History()
         if kind in EXTENSION_CHANGES:
             return attrs.evolve(self, pending=True)
-        table = {
+        target = frozenset({proxy or 0})
+        table: dict[str, dict[str, object]] = {
             "resync": {"pending": False},
             "restart-control-plane": {"pending": False, "control_plane_restarted": True},
-            "restart-envoy": {"proxy_restarted": True},
-            "cut-xds": {"cut": True},
+            "restart-envoy": {"proxy_restarted": self.proxy_restarted | target},
+            "cut-xds": {"cut": self.cut | target},
             "rejected-update": {"rejected": True},
             "hold-xds": {},
             "release-xds": {},
         }
         if kind not in table:
             raise ValueError(f"no history transition for operation kind {kind!r}")
-        return attrs.evolve(self, **table[kind])
+        return attrs.evolve(self, **table[kind])  # type: ignore[arg-type]
 
 
 Generation = Literal["current", "older", "none"]
 Holding = Literal["nothing", "current", "older", "error-current", "error-older"]
+
+
+@attrs.frozen(order=True)
+class LinkState:
+    """One proxy: what it holds against the cache, its link, and its part of the history."""
+
+    proxy_is_cache: bool
+    proxy_holds_nothing: bool
+    held: bool
+    queued: bool
+    cut: bool
+    restarted: bool
 
 
 @attrs.frozen
@@ -88,11 +109,10 @@ class AbstractState:
     failing_hooks: frozenset[str]
     generation: Generation
     cache: Holding
-    proxy_is_cache: bool
-    proxy_holds_nothing: bool
-    held: bool
-    queued: bool
+    links: tuple[LinkState, ...]
+    """Sorted: which replica is which does not matter."""
     history: History
+    """The fleet's part of the history (the proxies' parts are in `links`)."""
 
 
 def _normal_world(world: World) -> World:
@@ -128,9 +148,18 @@ def abstract(model: ModelState, history: History) -> AbstractState:
         failing_hooks=extension.failing_hooks if extension is not None else frozenset(),
         generation=generation,
         cache=_holding(model.cache, model.world),
-        proxy_is_cache=model.proxy == model.cache,
-        proxy_holds_nothing=model.proxy is None,
-        held=model.held,
-        queued=bool(model.in_flight),
-        history=history,
+        links=tuple(
+            sorted(
+                LinkState(
+                    proxy_is_cache=link.proxy == model.cache,
+                    proxy_holds_nothing=link.proxy is None,
+                    held=link.held,
+                    queued=bool(link.in_flight),
+                    cut=index in history.cut,
+                    restarted=index in history.proxy_restarted,
+                )
+                for index, link in enumerate(model.links)
+            )
+        ),
+        history=attrs.evolve(history, cut=frozenset(), proxy_restarted=frozenset()),
     )

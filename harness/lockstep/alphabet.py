@@ -16,6 +16,10 @@ Two alphabets, stated here:
   control plane meets them (an error, a hang past the deadline, a reply that must be rejected),
   so three stay; listeners, routes and scaling keep one class per direction. Depth 3 and beyond.
 
+In a fleet (`alphabet(name, proxies)`), each letter on a proxy's connection or process (cut,
+hold, release, restart Envoy) is there once per proxy; hold and restart apply to a proxy whose
+connection flows, release to a held one.
+
 Routes are created from the catalogue keyed by name (`worlds.CATALOGUE_ROUTES`): the lowest free
 name gets its catalogue content, so deleting a route and creating one again brings back the
 same resources under the same names, the re-subscription a cache must answer.
@@ -205,89 +209,130 @@ def _unless_held(operation: Operation) -> Build:
     return lambda model: None if model.held else operation
 
 
-def _only_held(operation: Operation) -> Build:
-    return lambda model: operation if model.held else None
+def _if_link(held: bool, operation: Operation) -> Build:
+    """The operation on its proxy, if that proxy's connection is held (or flows) as wanted."""
+    target = operation.target or 0
+    return lambda model: operation if model.links[target].held == held else None
 
 
-_CONNECTION = [
-    Letter("resync", "resync", _always(Resync())),
-    Letter("cut xDS", "cut-xds", _always(CutXds())),
-    Letter("hold xDS", "hold-xds", _unless_held(HoldXds())),
-    Letter("release xDS", "release-xds", _only_held(ReleaseXds())),
-    Letter("restart Envoy", "restart-envoy", _unless_held(RestartEnvoy())),
-    Letter("restart control plane", "restart-control-plane", _unless_held(RestartControlPlane())),
-    Letter("rejected update", "rejected-update", _unless_held(RejectedUpdate())),
-]
+def _link_letters(proxy: int | None) -> list[Letter]:
+    """Cut, hold, release and restart of one proxy (None: the only one, named as always)."""
+    of = "" if proxy is None else f" of proxy {proxy}"
+    return [
+        Letter(f"cut xDS{of}", "cut-xds", _always(CutXds(proxy))),
+        Letter(f"hold xDS{of}", "hold-xds", _if_link(False, HoldXds(proxy))),
+        Letter(f"release xDS{of}", "release-xds", _if_link(True, ReleaseXds(proxy))),
+        Letter(f"restart Envoy{of}", "restart-envoy", _if_link(False, RestartEnvoy(proxy))),
+    ]
 
-FULL: tuple[Letter, ...] = (
-    *(
-        Letter(f"fault {fault} on {hook or 'every hook'}", "extension-fault", _fault(fault, hook))
-        for fault in FAULTS
-        for hook in HOOKS
-    ),
-    Letter("recover, new generation", "extension-recover", _recover(True)),
-    Letter("recover, same generation", "extension-recover", _recover(False)),
-    Letter("fail-open on", "set-fail-open", _fail_open(True)),
-    Letter("fail-open off", "set-fail-open", _fail_open(False)),
-    *(Letter(f"add listener {name}", "add-listener", _add_listener(name)) for name in LISTENERS),
-    *(
-        Letter(f"remove listener {name}", "remove-listener", _remove_listener(name))
-        for name in LISTENERS
-    ),
-    Letter("create route (catalogue, lowest free name)", "create-route", _create),
-    Letter(
-        "update oldest route: backend svc-c", "update-route", _update("oldest", _backend("svc-c"))
-    ),
-    Letter(
-        "update newest route: backend svc-c", "update-route", _update("newest", _backend("svc-c"))
-    ),
-    Letter("update oldest route: hostnames", "update-route", _update("oldest", _hostnames)),
-    Letter("update newest route: hostnames", "update-route", _update("newest", _hostnames)),
-    Letter(
-        "update newest route: missing Service",
-        "update-route",
-        _update("newest", _backend(MISSING_SERVICE)),
-    ),
-    Letter("delete oldest route", "delete-route", _delete("oldest")),
-    Letter("delete newest route", "delete-route", _delete("newest")),
-    *(
-        Letter(f"scale {service} to {replicas}", "scale", _scale(service, replicas))
-        for service in SERVICES
-        for replicas in (0, 2)
-    ),
-    *(
-        Letter(f"backend policy {policy or 'none'}", "set-backend-policy", _policy(policy))
-        for policy in (None, *LOAD_BALANCERS)
-    ),
-    *_CONNECTION,
-)
 
-COARSE: tuple[Letter, ...] = (
-    Letter("fault unavailable on every hook", "extension-fault", _fault("unavailable", None)),
-    Letter("fault hang on PostRouteModify", "extension-fault", _fault("hang", "PostRouteModify")),
-    Letter(
-        "fault invalid-reject on PostTranslateModify",
-        "extension-fault",
-        _fault("invalid-reject", "PostTranslateModify"),
-    ),
-    Letter("recover, new generation", "extension-recover", _recover(True)),
-    Letter("recover, same generation", "extension-recover", _recover(False)),
-    Letter("toggle fail-open", "set-fail-open", _fail_open(None)),
-    Letter("add a listener", "add-listener", _add_listener(None)),
-    Letter("remove the last listener", "remove-listener", _remove_listener(None)),
-    Letter("create route (catalogue, lowest free name)", "create-route", _create),
-    Letter(
-        "update oldest route: backend svc-c", "update-route", _update("oldest", _backend("svc-c"))
-    ),
-    Letter("delete newest route", "delete-route", _delete("newest")),
-    Letter("scale svc-b to 0", "scale", _scale("svc-b", 0)),
-    Letter("scale svc-b to 2", "scale", _scale("svc-b", 2)),
-    Letter("backend policy Random", "set-backend-policy", _policy("Random")),
-    *_CONNECTION,
-)
+def _connection(proxies: int) -> list[Letter]:
+    if proxies == 1:
+        links = _link_letters(None)
+    else:
+        links = [letter for proxy in range(proxies) for letter in _link_letters(proxy)]
+    return [
+        Letter("resync", "resync", _always(Resync())),
+        *links,
+        Letter(
+            "restart control plane", "restart-control-plane", _unless_held(RestartControlPlane())
+        ),
+        Letter("rejected update", "rejected-update", _unless_held(RejectedUpdate())),
+    ]
 
+
+def _full(proxies: int) -> tuple[Letter, ...]:
+    return (
+        *(
+            Letter(
+                f"fault {fault} on {hook or 'every hook'}", "extension-fault", _fault(fault, hook)
+            )
+            for fault in FAULTS
+            for hook in HOOKS
+        ),
+        Letter("recover, new generation", "extension-recover", _recover(True)),
+        Letter("recover, same generation", "extension-recover", _recover(False)),
+        Letter("fail-open on", "set-fail-open", _fail_open(True)),
+        Letter("fail-open off", "set-fail-open", _fail_open(False)),
+        *(
+            Letter(f"add listener {name}", "add-listener", _add_listener(name))
+            for name in LISTENERS
+        ),
+        *(
+            Letter(f"remove listener {name}", "remove-listener", _remove_listener(name))
+            for name in LISTENERS
+        ),
+        Letter("create route (catalogue, lowest free name)", "create-route", _create),
+        Letter(
+            "update oldest route: backend svc-c",
+            "update-route",
+            _update("oldest", _backend("svc-c")),
+        ),
+        Letter(
+            "update newest route: backend svc-c",
+            "update-route",
+            _update("newest", _backend("svc-c")),
+        ),
+        Letter("update oldest route: hostnames", "update-route", _update("oldest", _hostnames)),
+        Letter("update newest route: hostnames", "update-route", _update("newest", _hostnames)),
+        Letter(
+            "update newest route: missing Service",
+            "update-route",
+            _update("newest", _backend(MISSING_SERVICE)),
+        ),
+        Letter("delete oldest route", "delete-route", _delete("oldest")),
+        Letter("delete newest route", "delete-route", _delete("newest")),
+        *(
+            Letter(f"scale {service} to {replicas}", "scale", _scale(service, replicas))
+            for service in SERVICES
+            for replicas in (0, 2)
+        ),
+        *(
+            Letter(f"backend policy {policy or 'none'}", "set-backend-policy", _policy(policy))
+            for policy in (None, *LOAD_BALANCERS)
+        ),
+        *_connection(proxies),
+    )
+
+
+def _coarse(proxies: int) -> tuple[Letter, ...]:
+    return (
+        Letter("fault unavailable on every hook", "extension-fault", _fault("unavailable", None)),
+        Letter(
+            "fault hang on PostRouteModify", "extension-fault", _fault("hang", "PostRouteModify")
+        ),
+        Letter(
+            "fault invalid-reject on PostTranslateModify",
+            "extension-fault",
+            _fault("invalid-reject", "PostTranslateModify"),
+        ),
+        Letter("recover, new generation", "extension-recover", _recover(True)),
+        Letter("recover, same generation", "extension-recover", _recover(False)),
+        Letter("toggle fail-open", "set-fail-open", _fail_open(None)),
+        Letter("add a listener", "add-listener", _add_listener(None)),
+        Letter("remove the last listener", "remove-listener", _remove_listener(None)),
+        Letter("create route (catalogue, lowest free name)", "create-route", _create),
+        Letter(
+            "update oldest route: backend svc-c",
+            "update-route",
+            _update("oldest", _backend("svc-c")),
+        ),
+        Letter("delete newest route", "delete-route", _delete("newest")),
+        Letter("scale svc-b to 0", "scale", _scale("svc-b", 0)),
+        Letter("scale svc-b to 2", "scale", _scale("svc-b", 2)),
+        Letter("backend policy Random", "set-backend-policy", _policy("Random")),
+        *_connection(proxies),
+    )
+
+
+FULL = _full(1)
+COARSE = _coarse(1)
 ALPHABETS = {"full": FULL, "coarse": COARSE}
+_BUILDERS = {"full": _full, "coarse": _coarse}
 
 
-def alphabet(name: str) -> tuple[Letter, ...]:
-    return ALPHABETS[name]
+def alphabet(name: str, proxies: int = 1) -> tuple[Letter, ...]:
+    """The alphabet `name` for a fleet of `proxies`."""
+    if proxies < 1:
+        raise ValueError(f"a fleet has at least one proxy, not {proxies}")
+    return ALPHABETS[name] if proxies == 1 else _BUILDERS[name](proxies)

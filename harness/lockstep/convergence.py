@@ -1,4 +1,5 @@
-"""Convergence: every xDS stream ACKed the published snapshot and Envoy holds exactly it.
+"""Convergence: every xDS stream of a proxy ACKed the published snapshot and its Envoy holds
+exactly it; the fleet converged when every proxy did.
 
 The bound is well under the `initial_fetch_timeout`: a correct server converges in milliseconds,
 so anything slower is a subscription it failed to answer. After a reconnect (a cut, a restarted
@@ -8,22 +9,34 @@ The bound is on the server and Envoy, not on the harness reading Envoy: a read o
 holds that begins within the bound and finds the snapshot converges, however long it took (at
 10,000 routes a read takes seconds; `envoy_state`). Envoy is read once the server says every
 stream ACKed, or once at the deadline to say what is missing.
+
+Replicas share a node id; a proxy's streams are those whose node metadata names it
+(`proxy.streams_of`). The proxies of a fleet are waited for one after the other against one
+deadline, since they converge side by side.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import attrs
 
 from harness.lockstep.envoy_state import EnvoyView, snapshot_differences
+from harness.lockstep.proxy import Proxy, streams_of
 from harness.loopback import EnvoyError
 
 if TYPE_CHECKING:
     from harness.lockstep.stack import Stack
 
-__all__ = ["RECONNECT_ALLOWANCE", "Convergence", "converge", "convergence_bound"]
+__all__ = [
+    "RECONNECT_ALLOWANCE",
+    "Convergence",
+    "converge",
+    "convergence_bound",
+    "fleet_convergence",
+]
 
 RECONNECT_ALLOWANCE = 1.0
 """Seconds Envoy may take to come back after a cut or a control-plane restart (its reconnect
@@ -54,27 +67,38 @@ def convergence_bound(initial_fetch_timeout: float, *, reconnect: bool) -> float
     return 0.5 * initial_fetch_timeout + (RECONNECT_ALLOWANCE if reconnect else 0.0)
 
 
-def converge(stack: Stack, timeout: float | None = None) -> Convergence:
-    """Wait until every stream ACKed the cache's snapshot and Envoy holds exactly it."""
+def converge(
+    stack: Stack, proxy: Proxy, timeout: float | None = None, *, started: float | None = None
+) -> Convergence:
+    """Wait until every stream of `proxy` ACKed the cache's snapshot and its Envoy holds exactly
+    it; the bound counts from `started` (default: now)."""
     if timeout is None:
         timeout = convergence_bound(
-            stack.settings.initial_fetch_timeout, reconnect=stack.reconnect_pending
+            stack.settings.initial_fetch_timeout, reconnect=proxy.reconnect_pending
         )
-        stack.reconnect_pending = False
-    started = time.monotonic()
+        proxy.reconnect_pending = False
+    started = time.monotonic() if started is None else started
     deadline = started + timeout
     snapshot = stack.published_snapshot()
     if snapshot is None:
         return Convergence(True, 0.0, "")
-    assert stack.xds is not None
+    xds = stack.xds
+    assert xds is not None
     node = stack.settings.node_id
-    server_done = stack.xds.wait_converged(node, snapshot.version, timeout)
+
+    def server_converged() -> bool:
+        statuses = streams_of(xds.stream_statuses(node), proxy.instance)
+        return bool(statuses) and all(
+            s.converged and s.snapshot_version == snapshot.version for s in statuses
+        )
+
+    server_done = xds.wait_for(server_converged, max(deadline - time.monotonic(), 0.0))
     problems: list[str] = []
     while True:
         view: EnvoyView | None = None
         read_started = read_done = time.monotonic()
         try:
-            view = stack.envoy_view()
+            view = proxy.envoy_view(len(snapshot.resources))
             read_done = time.monotonic()
             problems = snapshot_differences(view, snapshot)
         except EnvoyError as error:
@@ -91,7 +115,7 @@ def converge(stack: Stack, timeout: float | None = None) -> Convergence:
         if now >= deadline:
             break
         if not server_done:
-            server_done = stack.xds.wait_converged(node, snapshot.version, 0.05)
+            server_done = xds.wait_for(server_converged, 0.05)
         else:
             time.sleep(0.01)  # polling Envoy's admin endpoint, with a deadline
     if not server_done:
@@ -104,4 +128,19 @@ def converge(stack: Stack, timeout: float | None = None) -> Convergence:
         snapshot.version,
         tuple(problems),
         read_seconds=read_done - read_started,
+    )
+
+
+def fleet_convergence(convergences: Mapping[int, Convergence]) -> Convergence:
+    """Every proxy's convergence as one: the fleet's (a single proxy's as it is); each problem
+    names its proxy, the view is left out."""
+    if len(convergences) == 1:
+        return next(iter(convergences.values()))
+    items = sorted(convergences.items())
+    return Convergence(
+        all(item.converged for _, item in items),
+        max((item.seconds for _, item in items), default=0.0),
+        next((item.snapshot_version for _, item in items if item.snapshot_version), ""),
+        tuple(f"proxy {index}: {problem}" for index, item in items for problem in item.problems),
+        read_seconds=max((item.read_seconds for _, item in items), default=0.0),
     )

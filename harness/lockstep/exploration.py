@@ -88,7 +88,7 @@ def plan(
                 if operation is None:
                     continue
                 model = _settled(operation.on_model(node.model))
-                history = node.history.after(operation.kind)
+                history = node.history.after(operation.kind, operation.target)
                 path = (*node.path, Move(letter.label, operation))
                 paths.append(path)
                 transitions.add((here, letter.label))

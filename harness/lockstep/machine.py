@@ -4,6 +4,10 @@ Each rule builds one `Operation`, notes it, and applies it to both sides through
 one invariant checks everything after every step. Route names live in a Bundle and are also read
 from the store, because preconditions cannot read Bundles. A fresh stack (Envoy, control plane,
 extension, pods) per example; `teardown` always stops it.
+
+On a fleet (`StackSettings.proxies` > 1) a rule on an xDS connection or an Envoy draws the proxy
+it acts on among those it applies to (release: a held one; hold and restart: a flowing one); a
+compound rule holds one proxy. A fleet of one draws nothing, so its examples are as before.
 """
 
 from __future__ import annotations
@@ -11,10 +15,8 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-import time
-from collections import Counter
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import attrs
 from hypothesis import note
@@ -52,6 +54,7 @@ from harness.lockstep.operations import (
     SetFailOpen,
     UpdateRoute,
 )
+from harness.lockstep.progress import BudgetSpent, Failure, Progress, StopFlag
 from harness.lockstep.session import Session
 from harness.lockstep.stack import StackSettings
 from harness.lockstep.worlds import (
@@ -68,7 +71,7 @@ from harness.lockstep.worlds import (
     SERVICES,
 )
 from harness.loopback.spares import SpareEnvoys
-from model import Backend, Match, Route, Rule
+from model import Backend, Link, Match, Route, Rule
 
 __all__ = [
     "BudgetSpent",
@@ -133,84 +136,16 @@ def route_strategy(name: str, created: int) -> st.SearchStrategy[Route]:
     )
 
 
-class BudgetSpent(KeyboardInterrupt):
-    """The search time is up, or the pool this search belongs to stopped. Hypothesis stops at
-    once on an interrupt and records nothing of the cut-off example; any other exception would
-    be stored as a shorter run of a choice prefix it had seen run longer, which it reports as
-    inconsistent data generation (Flaky)."""
+def _any(link: Link) -> bool:
+    return True
 
 
-@attrs.frozen
-class Failure:
-    """The shrunk counterexample, as the final replay of Hypothesis ran it."""
-
-    steps: tuple[tuple[Operation, ...], ...]
-    """The operations of each step, as the machine checked them (a compound rule is one step)."""
-    violations: tuple[Violation, ...]
-    exchanges: tuple[str, ...]
-    """The xDS exchange of the failing step, decoded from the wire by the monitor."""
-    error: str = ""
-
-    @property
-    def operations(self) -> tuple[Operation, ...]:
-        return tuple(operation for step in self.steps for operation in step)
+def _flowing(link: Link) -> bool:
+    return not link.held
 
 
-class StopFlag(Protocol):
-    """What a run shares with the other searches of its pool (a `multiprocessing.Event`)."""
-
-    def is_set(self) -> bool: ...
-
-    def set(self) -> None: ...
-
-
-@attrs.define
-class Progress:
-    """Shared by all examples of one run: what the CLI reports on stderr."""
-
-    examples: int = 0
-    """Examples of the search, up to the first failure (shrinking's runs are `shrink_runs`)."""
-    shrink_runs: int = 0
-    steps: int = 0
-    kinds: Counter[str] = attrs.Factory(Counter)
-    """Operations applied, by kind (a compound step counts each of its operations)."""
-    started: float = attrs.Factory(time.monotonic)
-    first_failure_at: float | None = None
-    first: Failure | None = None
-    """The first failing example, before any shrinking (what a flaky failure first showed)."""
-    final: Failure | None = None
-    last: Failure | None = None
-    """The most recent failing example, shrunk or not (reported when a replay is flaky)."""
-    budget_seconds: float | None = None
-    report: Callable[[Progress], None] | None = None
-    stop: StopFlag | None = None
-    """Once set, start no new example (the pool this run belongs to is done)."""
-    on_failure: Callable[[], None] | None = None
-    """Called at this run's first failure (a pool of searches of one configuration sets `stop`)."""
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    @property
-    def search_over(self) -> bool:
-        """No new example once the budget is spent or the pool stops (another search found a
-        failure, or the user interrupted); a failure found here is still shrunk."""
-        if self.first_failure_at is not None:
-            return False
-        if self.budget_seconds is not None and self.elapsed > self.budget_seconds:
-            return True
-        return self.stop is not None and self.stop.is_set()
-
-    def failed(self) -> None:
-        """A failing example: note when the first came, and tell whoever asked."""
-        if self.first_failure_at is not None:
-            return
-        self.first_failure_at = self.elapsed
-        if self.on_failure is not None:
-            self.on_failure()
-        if self.report is not None:
-            self.report(self)  # announced at once: shrinking may take a while
+def _held(link: Link) -> bool:
+    return link.held
 
 
 class _Machine(RuleBasedStateMachine):
@@ -258,6 +193,20 @@ class _Machine(RuleBasedStateMachine):
     @property
     def _has_extension(self) -> bool:
         return self.session.model.extension is not None
+
+    def _some(self, wanted: Callable[[Link], bool]) -> bool:
+        return any(wanted(link) for link in self.session.model.links)
+
+    def _target(self, data: st.DataObject, wanted: Callable[[Link], bool]) -> int | None:
+        """The proxy a link operation acts on: None in a fleet of one (its only proxy, nothing
+        drawn), else one drawn among those whose link `wanted` accepts."""
+        if self.stack_settings.proxies == 1:
+            return None
+        links = self.session.model.links
+        return data.draw(
+            st.sampled_from([index for index, link in enumerate(links) if wanted(link)]),
+            label="proxy",
+        )
 
     # ----------------------------------------------------------------- rules
 
@@ -336,37 +285,39 @@ class _Machine(RuleBasedStateMachine):
     def resync(self) -> None:
         self._do(Resync())
 
-    @rule()
-    def cut_xds(self) -> None:
-        self._do(CutXds())
+    @rule(data=st.data())
+    def cut_xds(self, data: st.DataObject) -> None:
+        self._do(CutXds(self._target(data, _any)))
 
-    @precondition(lambda self: not self.session.held)
+    @precondition(lambda self: self._some(_flowing))
     @rule(data=st.data())
     def changes_while_held(self, data: st.DataObject) -> None:
         """A stalled xDS connection that heals after a few changes: the proxy then meets them all
         at once, in whatever state the server's streams reached meanwhile. The separate hold and
         release rules rarely close a hold after just a few changes."""
-        self._held_changes(data)
-        self._do(ReleaseXds())
+        proxy = self._held_changes(data)
+        self._do(ReleaseXds(proxy))
 
-    @precondition(lambda self: not self.session.held)
+    @precondition(lambda self: self._some(_flowing))
     @rule(data=st.data())
     def changes_then_connection_lost(self, data: st.DataObject) -> None:
         """A stalled xDS connection that breaks after a few changes (a keepalive gives up): what
         was held is lost, and Envoy reconnects naming versions older than the server's."""
-        self._held_changes(data)
-        self._do(CutXds())
+        proxy = self._held_changes(data)
+        self._do(CutXds(proxy))
 
-    def _held_changes(self, data: st.DataObject) -> None:
-        """Hold, then one to three changes. A change may be reverted at once (as in
-        `change_and_undo`): what a response in flight carries is then already gone from the
-        snapshot when the proxy reads it."""
-        self._do(HoldXds())
+    def _held_changes(self, data: st.DataObject) -> int | None:
+        """Hold one proxy's connection, then one to three changes; returns the proxy. A change
+        may be reverted at once (as in `change_and_undo`): what a response in flight carries is
+        then already gone from the snapshot when the proxy reads it."""
+        proxy = self._target(data, _flowing)
+        self._do(HoldXds(proxy))
         for _ in range(data.draw(st.integers(1, 3), label="changes while held")):
             if data.draw(st.booleans(), label="undone at once"):
                 self._change_and_undo(data)
             else:
                 self._do(self._draw_change(data))
+        return proxy
 
     @rule(data=st.data())
     def change_and_undo(self, data: st.DataObject) -> None:
@@ -449,20 +400,21 @@ class _Machine(RuleBasedStateMachine):
             return Resync()
         return ExtensionRecover(data.draw(st.booleans()))
 
-    @precondition(lambda self: not self.session.held)
-    @rule()
-    def hold_xds(self) -> None:
-        self._do(HoldXds())
+    @precondition(lambda self: self._some(_flowing))
+    @rule(data=st.data())
+    def hold_xds(self, data: st.DataObject) -> None:
+        self._do(HoldXds(self._target(data, _flowing)))
 
-    @precondition(lambda self: self.session.held)
-    @rule()
-    def release_xds(self) -> None:
-        self._do(ReleaseXds())
+    @precondition(lambda self: self._some(_held))
+    @rule(data=st.data())
+    def release_xds(self, data: st.DataObject) -> None:
+        self._do(ReleaseXds(self._target(data, _held)))
 
-    @precondition(lambda self: not self.session.held)
-    @rule()
-    def restart_envoy(self) -> None:
-        self._do(RestartEnvoy())
+    @precondition(lambda self: self._some(_flowing))
+    @rule(data=st.data())
+    def restart_envoy(self, data: st.DataObject) -> None:
+        """Only a proxy whose connection flows: one restarted behind a hold would get nothing."""
+        self._do(RestartEnvoy(self._target(data, _flowing)))
 
     @precondition(lambda self: not self.session.held)
     @rule()
@@ -525,7 +477,11 @@ def configuration_key(settings: StackSettings) -> str:
     """The mode, the mutants and a digest of every other setting, stable across processes (a
     frozenset's order is not: string hashes are salted per process)."""
     mutants = "+".join(sorted(settings.mutants.names)) or "no mutant"
-    canonical = json.dumps(_canonical(settings), sort_keys=True, default=str)
+    fields = _canonical(settings)
+    assert isinstance(fields, dict)
+    if settings.proxies == 1:
+        del fields["proxies"]  # a fleet of one keys its examples as before fleets existed
+    canonical = json.dumps(fields, sort_keys=True, default=str)
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
     return f"{settings.mode}, {mutants}, {digest}"
 

@@ -8,12 +8,15 @@ happen to a gateway in production.
 
 `hitless` says whether requests sent while the operation takes effect must get an answer the
 model allows before or after it (restarting the proxy is not hitless by nature).
+
+The operations on one proxy's xDS connection or process (cut, hold, release, restart Envoy) name
+it by `proxy`, its index in the fleet; None (the default) is the only proxy of a fleet of one, so
+a fleet of one reads and replays as it always did.
 """
 
 from __future__ import annotations
 
 import abc
-import json
 from typing import Any, ClassVar
 
 import attrs
@@ -21,19 +24,16 @@ import attrs
 from harness.lockstep.stack import Stack
 from harness.lockstep.worlds import NAMESPACE, to_resources
 from model import (
-    Backend,
     GatewayListener,
-    HeaderMatch,
-    Match,
     ModelState,
     Route,
-    Rule,
     Service,
     World,
 )
 from sut.extension import Fault, Hook
 
 __all__ = [
+    "OPERATIONS",
     "OPERATION_KINDS",
     "AddListener",
     "CreateRoute",
@@ -53,8 +53,6 @@ __all__ = [
     "SetBackendPolicy",
     "SetFailOpen",
     "UpdateRoute",
-    "decode_operations",
-    "encode_operations",
     "publish_world",
 ]
 
@@ -86,6 +84,40 @@ class Operation(abc.ABC):
         """The operation that puts back what this one is about to change, from `before`."""
         del before
         return None
+
+    @property
+    def target(self) -> int | None:
+        """The proxy this operation acts on; None: the whole fleet (or none of it)."""
+        return None
+
+    def disrupts(self, proxies: int) -> frozenset[int]:
+        """The proxies (of `proxies`) whose requests this operation may disrupt: none if it is
+        hitless, else its target's, or every proxy's."""
+        if self.hitless:
+            return frozenset()
+        target = self.target
+        return frozenset(range(proxies)) if target is None else frozenset({target})
+
+
+def _proxy_field() -> Any:
+    return attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.ge(0)),
+        metadata={"omit_if_none": True},
+    )
+
+
+class _LinkOperation(Operation):
+    """An operation on one proxy: its xDS connection or its process."""
+
+    proxy: int | None
+
+    @property
+    def target(self) -> int:
+        return self.proxy or 0
+
+    def _of(self, what: str) -> str:
+        return what if self.proxy is None else f"{what} of proxy {self.proxy}"
 
 
 class _StoreChange(Operation):
@@ -319,65 +351,69 @@ class Resync(Operation):
 
 
 @attrs.frozen
-class CutXds(Operation):
+class CutXds(_LinkOperation):
     kind = "cut-xds"
+    proxy: int | None = _proxy_field()
 
     def describe(self) -> str:
         return (
-            "cut the xDS connection (Envoy reconnects on a new stream; what a held connection"
-            " had not delivered is lost)"
+            f"{self._of('cut the xDS connection')} (Envoy reconnects on a new stream; what a"
+            " held connection had not delivered is lost)"
         )
 
     def on_model(self, model: ModelState) -> ModelState:
-        return model.cut()
+        return model.cut(self.target)
 
     def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
-        stack.cut_xds()
-        if before.held:
-            stack.release_xds()
+        stack.cut_xds(self.target)
+        if before.links[self.target].held:
+            stack.release_xds(self.target)
 
 
 @attrs.frozen
-class HoldXds(Operation):
+class HoldXds(_LinkOperation):
     kind = "hold-xds"
+    proxy: int | None = _proxy_field()
 
     def describe(self) -> str:
-        return "hold the xDS connection (nothing passes either way until released)"
+        return f"{self._of('hold the xDS connection')} (nothing passes either way until released)"
 
     def on_model(self, model: ModelState) -> ModelState:
-        return model.hold()
+        return model.hold(self.target)
 
     def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
-        stack.hold_xds()
+        stack.hold_xds(self.target)
 
 
 @attrs.frozen
-class ReleaseXds(Operation):
+class ReleaseXds(_LinkOperation):
     kind = "release-xds"
+    proxy: int | None = _proxy_field()
 
     def describe(self) -> str:
-        return "release the xDS connection"
+        return self._of("release the xDS connection")
 
     def on_model(self, model: ModelState) -> ModelState:
-        return model.release()
+        return model.release(self.target)
 
     def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
-        stack.release_xds()
+        stack.release_xds(self.target)
 
 
 @attrs.frozen
-class RestartEnvoy(Operation):
+class RestartEnvoy(_LinkOperation):
     kind = "restart-envoy"
     hitless = False
+    proxy: int | None = _proxy_field()
 
     def describe(self) -> str:
-        return "restart Envoy (same node id, nothing cached)"
+        return f"{self._of('restart Envoy')} (same node id, nothing cached)"
 
     def on_model(self, model: ModelState) -> ModelState:
-        return model.proxy_restarted()
+        return model.proxy_restarted(self.target)
 
     def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
-        stack.restart_envoy()
+        stack.restart_envoy(self.target)
 
 
 @attrs.frozen
@@ -408,13 +444,9 @@ class RejectedUpdate(Operation):
         stack.push_rejected_update()
 
 
-# ------------------------------------------------------------ replay files
+# ------------------------------------------------------------ every kind
 
-_VALUE_TYPES: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (Backend, GatewayListener, HeaderMatch, Match, Route, Rule, Service)
-}
-_OPERATIONS: dict[str, type[Operation]] = {
+OPERATIONS: dict[str, type[Operation]] = {
     cls.kind: cls
     for cls in (
         AddListener,
@@ -437,43 +469,5 @@ _OPERATIONS: dict[str, type[Operation]] = {
     )
 }
 
-OPERATION_KINDS: tuple[str, ...] = tuple(sorted(_OPERATIONS))
+OPERATION_KINDS: tuple[str, ...] = tuple(sorted(OPERATIONS))
 """Every operation's `kind`, as replay files and `--stats` name them."""
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, Operation):
-        fields = {f.name: _encode(getattr(value, f.name)) for f in attrs.fields(type(value))}  # type: ignore[arg-type]
-        return {"op": value.kind, **fields}
-    if attrs.has(type(value)):
-        fields = {f.name: _encode(getattr(value, f.name)) for f in attrs.fields(type(value))}
-        return {"type": type(value).__name__, **fields}
-    if isinstance(value, tuple | list):
-        return [_encode(item) for item in value]
-    return value
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_decode(item) for item in value)
-    if isinstance(value, dict):
-        fields = {k: _decode(v) for k, v in value.items() if k not in ("op", "type")}
-        if "op" in value:
-            return _OPERATIONS[value["op"]](**fields)
-        return _VALUE_TYPES[value["type"]](**fields)
-    return value
-
-
-def encode_operations(operations: list[Operation]) -> str:
-    return json.dumps([_encode(op) for op in operations], indent=1)
-
-
-def decode_operations(text: str) -> list[Operation]:
-    """Operations from a replay file; raises ValueError naming what is wrong."""
-    try:
-        document = json.loads(text)
-        if not isinstance(document, list):
-            raise ValueError("a replay file holds a JSON list of operations")
-        return [_decode(item) for item in document]
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
-        raise ValueError(f"not a routeproof replay file: {error}") from error

@@ -3,8 +3,8 @@
 It models a control-plane bug that lets an invalid resource escape validation: one
 RouteConfiguration Envoy holds gains a route whose regex is not RE2, is published directly into
 the cache, and once the wire shows Envoy's NACK the good snapshot is published again. The bad
-content is handed to the protocol monitor, whose `nack` rule accepts NACKs of it and nothing
-else.
+content is handed to the protocol monitors, whose `nack` rule accepts NACKs of it and nothing
+else. With several proxies, every one holds the RouteConfiguration and NACKs it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from envoy.config.route.v3 import route_pb2
 
+from harness.lockstep.monitor.monitor import ProtocolMonitor
 from sut.xds import Resource, ResourceType
 
 if TYPE_CHECKING:
@@ -23,24 +24,34 @@ __all__ = ["push_rejected_update"]
 
 
 def push_rejected_update(stack: Stack, timeout: float = 2.0) -> tuple[bool, str]:
-    """Returns whether Envoy NACKed within `timeout`, and the rejected snapshot's version."""
+    """Returns whether every Envoy NACKed within `timeout`, and the rejected snapshot's
+    version."""
     node = stack.settings.node_id
     good = stack.cache.get_snapshot(node)
     if good is None:
         return False, ""  # nothing published: nothing to corrupt
-    subscribed = stack.monitor.subscribed(ResourceType.ROUTE.type_url)
+    monitors = [proxy.monitor for proxy in stack.proxies]
     routes = good.of_type(ResourceType.ROUTE)
-    candidates = sorted(name for name in routes if name in subscribed)
+    candidates = sorted(
+        name
+        for name in routes
+        if all(name in monitor.subscribed(ResourceType.ROUTE.type_url) for monitor in monitors)
+    )
     if not candidates:
-        return False, ""  # Envoy holds no RouteConfiguration to reject
+        return False, ""  # some Envoy holds no RouteConfiguration to reject
     bad = Resource.from_message(_unacceptable(routes[candidates[0]].message()))
     stack.rejected.append(bad)
-    stack.monitor.rejected(bad.body)
+    for monitor in monitors:
+        monitor.rejected(bad.body)
     rejected = good.replacing(bad)
-    seen = len(stack.monitor.nacks)
+    seen = [len(monitor.nacks) for monitor in monitors]
     stack.cache.set_snapshot(node, rejected)
     stack.published(rejected)
-    nacked = _wait_for_nack(stack, seen, timeout)
+    deadline = time.monotonic() + timeout
+    nacked = all(
+        _wait_for_nack(monitor, count, deadline)
+        for monitor, count in zip(monitors, seen, strict=True)
+    )
     stack.cache.set_snapshot(node, good)
     stack.published(good)
     return nacked, rejected.version
@@ -56,13 +67,12 @@ def _unacceptable(message: object) -> route_pb2.RouteConfiguration:
     return config
 
 
-def _wait_for_nack(stack: Stack, seen: int, timeout: float) -> bool:
+def _wait_for_nack(monitor: ProtocolMonitor, seen: int, deadline: float) -> bool:
     """Until the wire shows a NACK beyond the first `seen` (polled with a deadline: the monitor
     decodes the relay's bytes on demand)."""
-    deadline = time.monotonic() + timeout
     while True:
-        stack.monitor.sync()
-        if len(stack.monitor.nacks) > seen:
+        monitor.sync()
+        if len(monitor.nacks) > seen:
             return True
         if time.monotonic() >= deadline:
             return False

@@ -16,6 +16,11 @@ the step and runs every invariant:
 - nack: Envoy rejects only what the harness made it reject, once;
 - envoy-counters and unanswered-subscription: Envoy's own counters.
 
+With several proxies (`StackSettings.proxies`) every invariant about a proxy holds for each one,
+against the model's link of that proxy (`expect(request, proxy=i)`, `passing(after, proxy=i)`);
+a proxy whose connection is held is not waited for. In a fleet, a violation's summary names its
+proxy.
+
 Invariants live in `harness.lockstep.invariants`; the session only orders them.
 """
 
@@ -30,20 +35,16 @@ import attrs
 from harness.lockstep.envoy_state import EnvoyView
 from harness.lockstep.invariants import (
     Addresses,
-    EnvoyCounters,
-    FetchTimeouts,
     InvariantViolated,
     Sample,
     Violation,
     WindowProbe,
-    counters,
     liveness_violations,
     readiness_violations,
     routing_violations,
-    subscriptions,
     window_violations,
 )
-from harness.lockstep.operations import Operation
+from harness.lockstep.operations import Operation, RestartEnvoy
 from harness.lockstep.stack import Stack, StackSettings
 from harness.lockstep.worlds import NAMESPACE, SERVICES, initial_world, load_world, probe_requests
 from harness.loopback.spares import SpareEnvoys
@@ -62,8 +63,6 @@ from sut.xds import Snapshot, consistency_errors
 __all__ = ["Session", "Step"]
 
 _PROBE_WORKERS = 4
-_ENVOY_STATS = f"{counters.STATS_FILTER}|{subscriptions.STATS_FILTER}"
-"""Every counter the invariants read, fetched in one admin call per check."""
 WINDOW_STRIDE = 7
 """Each step's window starts this many requests further along the catalogue."""
 
@@ -74,14 +73,17 @@ class Step:
 
     started: float
     before: ModelState
-    configs: list[ProxyConfig | None]
-    """Every configuration the proxy may have held during the step, in order."""
+    configs: list[list[ProxyConfig | None]]
+    """Per proxy, every configuration it may have held during the step, in order."""
     live_pods: set[str]
-    addresses: Addresses
+    addresses: list[Addresses]
+    """Per proxy, where it served when the step began."""
     reconciles_from: int
     operations: list[Operation] = attrs.Factory(list)
-    hitless: bool = True
-    window: WindowProbe | None = None
+    disrupted: set[int] = attrs.Factory(set)
+    """Proxies an operation of the step may disrupt (not hitless)."""
+    windows: list[WindowProbe] = attrs.Factory(list)
+    """Per proxy, the window probe."""
 
 
 def initial_pods() -> dict[str, tuple[str, ...]]:
@@ -97,16 +99,13 @@ class Session:
         self.stack = Stack(settings, spares)
         extension = Extension(fail_open=settings.fail_open) if settings.extension else None
         self.model = ModelState(extension=extension, policy=str(settings.failure_policy))
+        self.model = self.model.with_proxies(settings.proxies)
         self.steps: list[tuple[Operation, ...]] = []
         """The operations of each checked step, in order."""
-        self.step_started_seq = 0
+        self.step_started_seq = [0] * settings.proxies
+        """Per proxy, the last entry of its monitor's log when the last step began."""
         self._step: Step | None = None
         self._window_offset = 0
-        self._counters = EnvoyCounters()
-        self._fetch_timeouts = FetchTimeouts()
-        self._trail_from = 0
-        """Index of the publication Envoy held at the last counters check."""
-        self._rejections_checked = 0
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=_PROBE_WORKERS)
 
     # -------------------------------------------------------------- lifecycle
@@ -131,23 +130,35 @@ class Session:
         # directly (`to_resources`), held equal to this path by tests/harness_lockstep.
         self.stack.start(load_world(world, world.load_balancer), endpoints={NAMESPACE: endpoints})
         self.model = self.model.started(world)
-        self._envoy_started()
+        for index in range(len(self.stack.proxies)):
+            self._envoy_started(index)
 
     def stop(self) -> None:
         try:
-            if self._step is not None and self._step.window is not None:
-                self._step.window.stop()
-            if self.model.held:
-                self.stack.release_xds()
+            if self._step is not None:
+                for window in self._step.windows:
+                    window.stop()
+            for index, link in enumerate(self.model.links):
+                if link.held:
+                    self.stack.release_xds(index)
         finally:
             self.stack.stop()
             self._pool.shutdown(wait=True)
 
-    def _envoy_started(self) -> None:
-        assert self.stack.envoy is not None
+    def _envoy_started(self, proxy: int) -> None:
         # Started with nothing to fetch, its initial fetches time out by design.
         counting = self.stack.published_snapshot() is not None
-        self._fetch_timeouts.reset(self.stack.envoy, counting=counting)
+        self.stack.proxies[proxy].envoy_started(counting=counting)
+
+    @property
+    def _fleet(self) -> range:
+        return range(len(self.stack.proxies))
+
+    def _named(self, proxy: int, violations: Sequence[Violation]) -> list[Violation]:
+        """In a fleet, each violation's summary names the proxy it is about."""
+        if len(self.stack.proxies) == 1:
+            return list(violations)
+        return [attrs.evolve(v, summary=f"proxy {proxy}: {v.summary}") for v in violations]
 
     # ------------------------------------------------------------ operations
 
@@ -160,13 +171,14 @@ class Session:
         before = self.model
         after = operation.on_model(before)
         step.operations.append(operation)
-        step.hitless = step.hitless and operation.hitless
+        step.disrupted |= operation.disrupts(len(self.stack.proxies))
         step.live_pods |= after.live_pods
         operation.on_stack(self.stack, before, after)
         self.model = after
-        step.configs += before.passing(after)[1:]
-        if operation.kind == "restart-envoy":
-            self._envoy_started()
+        for index, configs in enumerate(step.configs):
+            configs.extend(before.passing(after, proxy=index)[1:])
+        if isinstance(operation, RestartEnvoy):
+            self._envoy_started(operation.target)
 
     @property
     def trace(self) -> tuple[tuple[Operation, ...], ...]:
@@ -174,25 +186,29 @@ class Session:
         ongoing = (tuple(self._step.operations),) if self._step is not None else ()
         return (*self.steps, *ongoing)
 
-    def current_window(self) -> WindowProbe | None:
-        """The window probe of the step under way, if one is."""
-        return self._step.window if self._step is not None else None
+    def current_window(self, proxy: int = 0) -> WindowProbe | None:
+        """A proxy's window probe in the step under way, if one is."""
+        return self._step.windows[proxy] if self._step is not None else None
 
     def _begin_step(self) -> None:
-        self.stack.monitor.sync()
-        self.step_started_seq = self.stack.monitor.last_seq
-        addresses = Addresses.of(self.stack.listener_ports(), self.stack.origins)
+        proxies = self.stack.proxies
+        for proxy in proxies:
+            proxy.monitor.sync()
+        self.step_started_seq = [proxy.monitor.last_seq for proxy in proxies]
+        addresses = [Addresses.of(proxy.listener_ports(), self.stack.origins) for proxy in proxies]
         requests = list(probe_requests(self.world))
         self._window_offset = (self._window_offset + WINDOW_STRIDE) % max(len(requests), 1)
         self._step = Step(
             started=time.monotonic(),
             before=self.model,
-            configs=[self.model.proxy],
+            configs=[[link.proxy] for link in self.model.links],
             live_pods=set(self.model.live_pods),
             addresses=addresses,
             reconciles_from=len(self.stack.reconciles),
-            window=WindowProbe(addresses, requests, offset=self._window_offset).start(),
         )
+        self._step.windows = [
+            WindowProbe(where, requests, offset=self._window_offset).start() for where in addresses
+        ]
 
     # ------------------------------------------------------------- invariants
 
@@ -202,18 +218,18 @@ class Session:
         if step is not None:
             self.steps.append(tuple(step.operations))
         violations: list[Violation] = []
+        flowing = [index for index in self._fleet if not self.model.links[index].held]
+        views: dict[int, EnvoyView | None] = {}
         converged = True
-        view: EnvoyView | None = None
-        if not self.model.held:
-            convergence = self.stack.converge()
-            converged, view = convergence.converged, convergence.view
-            if not converged:
-                violations.append(
-                    Violation("convergence", convergence.describe(), convergence.problems)
-                )
-        samples = step.window.stop() if step is not None and step.window is not None else []
-        ports = self.stack.listener_ports(view)
-        addresses = Addresses.of(ports, self.stack.origins)
+        for index, convergence in self.stack.convergences(flowing).items():
+            views[index] = convergence.view
+            if not convergence.converged:
+                converged = False
+                violation = Violation("convergence", convergence.describe(), convergence.problems)
+                violations += self._named(index, [violation])
+        samples = [window.stop() for window in step.windows] if step is not None else []
+        ports = [self.stack.listener_ports(views.get(index), index) for index in self._fleet]
+        addresses = [Addresses.of(bound, self.stack.origins) for bound in ports]
         if step is not None:
             violations += self._step_violations(step, samples, addresses)
         if converged:
@@ -227,15 +243,21 @@ class Session:
                         "consistency", "the published snapshot is not consistent", tuple(errors)
                     )
                 )
-        expected = {request: self.model.expect(request) for request in probe_requests(self.world)}
-        violations += routing_violations(self._pool, addresses, expected)
-        if self.model.proxy is not None:
-            violations += readiness_violations(ports)
-        monitor = self.stack.monitor
-        monitor.settle(timeout=monitor.answer_bound + 0.1)
-        violations += monitor.judge(strict=self.settings.strict_protocol)
-        if not self.model.held:
-            violations += self._envoy_counter_violations()
+        requests = list(probe_requests(self.world))
+        for index in self._fleet:
+            expected = {request: self.model.expect(request, proxy=index) for request in requests}
+            found = routing_violations(self._pool, addresses[index], expected)
+            violations += self._named(index, found)
+        for index in self._fleet:
+            if self.model.links[index].proxy is not None:
+                violations += self._named(index, readiness_violations(ports[index]))
+        for index, proxy in enumerate(self.stack.proxies):
+            monitor = proxy.monitor
+            monitor.settle(timeout=monitor.answer_bound + 0.1)
+            found = monitor.judge(strict=self.settings.strict_protocol)
+            violations += self._named(index, found)
+        for index in flowing:
+            violations += self._named(index, self._envoy_counter_violations(index))
         return violations
 
     def check_or_raise(self) -> None:
@@ -244,24 +266,28 @@ class Session:
             raise InvariantViolated(violations)
 
     def _step_violations(
-        self, step: Step, samples: Sequence[Sample], addresses: Addresses
+        self, step: Step, samples: Sequence[Sequence[Sample]], addresses: Sequence[Addresses]
     ) -> list[Violation]:
         violations = liveness_violations(
             self.stack.reconciles[step.reconciles_from :], self.settings.translation_budget
         )
-        if step.hitless and samples:
-            configs = tuple(step.configs)
-            pods = frozenset(step.live_pods)
+        pods = frozenset(step.live_pods)
+        for index, taken in enumerate(samples):
+            if index in step.disrupted or not taken:
+                continue
+            configs = tuple(step.configs[index])
 
-            def allowed(request: Request) -> frozenset[Outcome]:
+            def allowed(
+                request: Request, configs: tuple[ProxyConfig | None, ...] = configs
+            ) -> frozenset[Outcome]:
                 return expected_through(configs, request, pods)
 
             moved = {
                 key: address
-                for key, address in step.addresses.by_port.items()
-                if addresses.by_port.get(key) not in (None, address)
+                for key, address in step.addresses[index].by_port.items()
+                if addresses[index].by_port.get(key) not in (None, address)
             }
-            violations += window_violations(samples, allowed, moved)
+            violations += self._named(index, window_violations(taken, allowed, moved))
         return violations
 
     def _settle(self) -> None:
@@ -272,21 +298,20 @@ class Session:
             self.stack.stop_pods(stopping)
         self.model = settled
 
-    def _envoy_counter_violations(self) -> list[Violation]:
-        assert self.stack.envoy is not None
-        publications = self.stack.publications
-        trail: list[Snapshot] = [item.snapshot for item in publications[self._trail_from :]]
-        self._trail_from = max(len(publications) - 1, 0)
-        made = self.model.rejected_updates - self._rejections_checked
-        self._rejections_checked = self.model.rejected_updates
-        stats = self.stack.envoy.admin.stats(filter=_ENVOY_STATS)
-        return self._counters.check(self.stack.envoy, stats, trail, made) + (
-            self._fetch_timeouts.check(self.stack.envoy, stats)
-        )
+    def _envoy_counter_violations(self, proxy: int) -> list[Violation]:
+        snapshots: list[Snapshot] = [item.snapshot for item in self.stack.publications]
+        made = self.model.links[proxy].rejected_updates
+        return self.stack.proxies[proxy].counter_violations(snapshots, made)
 
     # ---------------------------------------------------------------- reports
 
     def exchanges_of_step(self, limit: int = 60) -> list[str]:
-        """The xDS exchange of the last step as the monitor decoded it from the wire."""
-        self.stack.monitor.sync()
-        return self.stack.monitor.log(since=self.step_started_seq)[:limit]
+        """The xDS exchange of the last step as the monitors decoded it from the wire (in a
+        fleet, each line names its proxy)."""
+        fleet = len(self.stack.proxies)
+        lines: list[str] = []
+        for index, proxy in enumerate(self.stack.proxies):
+            proxy.monitor.sync()
+            log = proxy.monitor.log(since=self.step_started_seq[index])[: limit // fleet]
+            lines += log if fleet == 1 else [f"proxy {index}: {line}" for line in log]
+        return lines

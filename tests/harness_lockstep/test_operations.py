@@ -20,9 +20,8 @@ from harness.lockstep.operations import (
     SetBackendPolicy,
     SetFailOpen,
     UpdateRoute,
-    decode_operations,
-    encode_operations,
 )
+from harness.lockstep.replay_files import decode_operations, encode_operations
 from harness.lockstep.session import initial_pods
 from harness.lockstep.worlds import LISTENERS, initial_world, to_resources
 from model import Backend, Extension, HeaderMatch, Match, ModelState, Route, Rule

@@ -1,0 +1,227 @@
+"""One Envoy replica of the Gateway: its process, its own xDS connection, the monitor of that
+connection, and the counters the invariants keep about it.
+
+Replicas of one Gateway share a node id, so the control plane serves them all one snapshot; each
+has its own connection (through its own relay), so holds, cuts and restarts are per replica. Each
+Envoy carries its instance id in its node metadata (`proxy-<i>`): the xDS server's stream
+statuses tell the replicas' streams apart by it (`streams_of`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from harness.lockstep.envoy_state import EnvoyView, read_envoy_view
+from harness.lockstep.invariants import EnvoyCounters, FetchTimeouts, Violation, counters
+from harness.lockstep.invariants import subscriptions as fetch_timeouts
+from harness.lockstep.monitor.monitor import ProtocolMonitor
+from harness.loopback import AdsServer, EnvoyBootstrap, EnvoyProcess, XdsMode
+from harness.loopback.relay import TcpRelay
+from harness.loopback.spares import SpareEnvoys
+from sut.xds import ResourceType, Snapshot, StreamStatus, XdsServer
+
+__all__ = ["INSTANCE_KEY", "Proxy", "instance_name", "streams_of"]
+
+INSTANCE_KEY = "instance"
+"""The node metadata key naming a replica."""
+_ENVOY_STATS = f"{counters.STATS_FILTER}|{fetch_timeouts.STATS_FILTER}"
+"""Every counter the invariants read, fetched in one admin call per check."""
+
+Ports = Mapping[str, tuple[tuple[str, int], ...]]
+
+
+def instance_name(index: int) -> str:
+    return f"proxy-{index}"
+
+
+def streams_of(statuses: Sequence[StreamStatus], instance: str) -> list[StreamStatus]:
+    """The statuses of the streams the replica named `instance` opened."""
+    return [status for status in statuses if status.node_metadata.get(INSTANCE_KEY) == instance]
+
+
+class Proxy:
+    """Replica `index`: create, `start_relay`, `launch` (then `wait_ready`), always `stop()`."""
+
+    def __init__(
+        self, index: int, *, node_id: str, mode: XdsMode, initial_fetch_timeout: float
+    ) -> None:
+        self.index = index
+        self.instance = instance_name(index)
+        self.node_id = node_id
+        self.mode: XdsMode = mode
+        self.initial_fetch_timeout = initial_fetch_timeout
+        self.monitor = ProtocolMonitor(
+            answer_bound=0.5 * initial_fetch_timeout, client_versions=self._client_versions
+        )
+        """The independent judge of this replica's xDS exchange: it sees its relay's bytes."""
+        self.relay = TcpRelay(tap=self.monitor.recorder)
+        self.envoy: EnvoyProcess | None = None
+        self.starts = 0
+        self.reconnect_pending = False
+        """The connection was cut: the next convergence allows for the reconnect."""
+        self.counters = EnvoyCounters()
+        self.fetch_timeouts = FetchTimeouts()
+        self.trail_from = 0
+        """Index of the publication this Envoy held at its last counters check."""
+        self.rejections_checked = 0
+        """Rejections the harness had made this replica make at its last counters check."""
+
+    # ------------------------------------------------------------- lifecycle
+
+    def start_relay(self, upstream: tuple[str, int]) -> None:
+        self.relay.start()
+        self.relay.set_upstream(upstream)
+
+    def launch(self, spares: SpareEnvoys | None) -> None:
+        """A new Envoy process for this replica (a parked one from `spares` if one fits), up to
+        its admin endpoint; `wait_ready` waits for its configuration."""
+        ads = AdsServer(
+            "127.0.0.1",
+            self.relay.port,
+            mode=self.mode,
+            initial_fetch_timeout=self.initial_fetch_timeout,
+        )
+        bootstrap = EnvoyBootstrap(
+            node_id=self.node_id, ads=ads, node_metadata={INSTANCE_KEY: self.instance}
+        )
+        self.envoy = EnvoyProcess(bootstrap)
+        parked = spares.take(self.envoy.options) if spares is not None else None
+        self.envoy.start(parked=parked)
+        self.starts += 1
+
+    def wait_ready(self) -> None:
+        assert self.envoy is not None
+        self.envoy.wait_ready(10 + 2 * self.initial_fetch_timeout)
+
+    def stop_envoy(self) -> None:
+        if self.envoy is not None:
+            self.envoy.stop()
+
+    def stop(self) -> None:
+        """Stop this replica's Envoy and relay; safe to call twice, or after a failed start."""
+        try:
+            self.stop_envoy()
+        finally:
+            self.relay.stop()
+
+    def envoy_started(self, *, counting: bool) -> None:
+        """A new Envoy: its fetch-timeout counters start over (with `counting` False, nothing was
+        published when it started, so its first fetches time out by design)."""
+        assert self.envoy is not None
+        self.fetch_timeouts.reset(self.envoy, counting=counting)
+
+    # ------------------------------------------------------------ xDS link
+
+    def stream_ids(self, xds: XdsServer) -> set[int]:
+        """The live streams of this replica, as the server sees them."""
+        return {s.stream_id for s in streams_of(xds.stream_statuses(self.node_id), self.instance)}
+
+    def cut(self, xds: XdsServer, timeout: float = 2.0) -> None:
+        """Close the xDS connection; returns once the server has seen this replica's streams
+        end, so the next convergence waits for its new stream rather than trusting the dead
+        one."""
+        before = self.stream_ids(xds)
+        self.relay.cut()
+        xds.wait_for(lambda: not before & self.stream_ids(xds), timeout)
+        self.reconnect_pending = True
+
+    def hold(self) -> None:
+        self.relay.hold()
+
+    def release(self) -> None:
+        self.relay.release()
+
+    def redirect(self, upstream: tuple[str, int]) -> Callable[[float], bool]:
+        """Point the relay at a new server and cut the connection; returns a wait (seconds ->
+        whether it happened) for Envoy's new connection to deliver its first bytes."""
+        accepted, forwarded = self.relay.connections_accepted, self.relay.bytes_forwarded
+        self.relay.set_upstream(upstream)
+        self.relay.cut()
+        self.reconnect_pending = True
+        return lambda timeout: self.relay.wait_until(
+            lambda relay: (
+                relay.connections_accepted > accepted and relay.bytes_forwarded > forwarded
+            ),
+            timeout,
+        )
+
+    # ---------------------------------------------------------- observation
+
+    def envoy_view(self, expected_resources: int = 0) -> EnvoyView:
+        """What this Envoy holds now (admin timeouts grow with `expected_resources`)."""
+        assert self.envoy is not None
+        return read_envoy_view(self.envoy.admin, expected_resources)
+
+    def listener_ports(self, view: EnvoyView | None = None) -> Ports:
+        """Where each *active* listener is bound. A draining listener is left out: its port
+        may already belong to a new listener (the OS reuses freed ports). `view`: what Envoy
+        holds now, if just read (saves reading the listener states again)."""
+        assert self.envoy is not None
+        ports = self.envoy.admin.listener_ports()
+        states: dict[str, set[str]] = {}
+        if view is None:
+            for status in self.envoy.admin.dynamic_listeners():
+                states.setdefault(status.name, set()).add(status.state)
+        else:
+            for state, names in (
+                ("active", view.active_listeners),
+                ("warming", view.warming_listeners),
+                ("draining", view.draining_listeners),
+            ):
+                for name in names:
+                    states.setdefault(name, set()).add(state)
+        return {
+            name: bound
+            for name, bound in ports.items()
+            if name not in states or "active" in states[name]
+        }
+
+    def init_fetch_timeouts(self) -> dict[str, int]:
+        """Envoy counters of subscriptions that timed out waiting for the server (non-zero only)."""
+        return self._stats("init_fetch_timeout")
+
+    def update_rejections(self) -> dict[str, int]:
+        return self._stats("update_rejected")
+
+    def _stats(self, pattern: str) -> dict[str, int]:
+        assert self.envoy is not None
+        stats = self.envoy.admin.stats(filter=pattern)
+        return {name: value for name, value in stats.items() if value}
+
+    def counter_violations(
+        self, publications: Sequence[Snapshot], rejections_made: int
+    ) -> list[Violation]:
+        """Envoy's own counters (`invariants.counters`, `invariants.subscriptions`) since this
+        replica's last check: `publications` is every snapshot published so far, in order;
+        `rejections_made` how many updates the harness made it reject so far."""
+        assert self.envoy is not None
+        trail = list(publications[self.trail_from :])
+        self.trail_from = max(len(publications) - 1, 0)
+        made = rejections_made - self.rejections_checked
+        self.rejections_checked = rejections_made
+        stats = self.envoy.admin.stats(filter=_ENVOY_STATS)
+        return self.counters.check(self.envoy, stats, trail, made) + (
+            self.fetch_timeouts.check(self.envoy, stats)
+        )
+
+    def _client_versions(self, type_url: str) -> Mapping[str, str]:
+        """The version of each dynamic Listener or Cluster this Envoy holds (its config_dump,
+        only the names and versions of that type)."""
+        if self.envoy is None:
+            return {}
+        admin = self.envoy.admin
+        versions: dict[str, str] = {}
+        if type_url == ResourceType.LISTENER.type_url:
+            for status in admin.dynamic_listeners():
+                if status.state == "active":
+                    versions[status.name] = status.version_info
+        elif type_url == ResourceType.CLUSTER.type_url:
+            dump = admin.config_dump(
+                resource="dynamic_active_clusters", mask="version_info,cluster.name"
+            )
+            for item in dump.get("configs", ()):
+                versions[item["cluster"]["name"]] = item.get("version_info", "")
+        return versions
+
+    def __repr__(self) -> str:
+        return f"Proxy({self.instance}, {self.envoy!r})"
