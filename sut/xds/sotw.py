@@ -3,9 +3,8 @@
 Rules (on top of those in `stream.py` and `subscription.py`):
 - A request whose nonce is the one in flight is an ACK, or a NACK when it carries error_detail.
 - A request with a stale nonce is neither; its resource names are still honoured.
-- LDS and CDS are wildcard when the first request names nothing, or any request names "*"; a
-  wildcard stays wildcard while later requests name nothing. Otherwise they are by name, like
-  RDS and EDS, whose empty list wants nothing.
+- LDS and CDS are wildcard while no request has named anything (legacy wildcard), or when a
+  request names "*". Otherwise they are by name, like RDS and EDS: an empty list wants nothing.
 - The first request for a type on a stream is always answered with everything it asks for.
 - A name newly added to `resource_names` is answered even if unchanged and sent before.
 - LDS/CDS responses carry the full set the client subscribes to: every Listener or Cluster by
@@ -58,7 +57,8 @@ class SotwPolicy:
         names = set(request.names)
         wildcard = subscription.wildcard
         if kind.is_wildcard_type:
-            wildcard = "*" in names or (not names and (first or subscription.wildcard))
+            wildcard = "*" in names or (not names and not subscription.named)
+        named = subscription.named or bool(names)
         names.discard("*")
         added = names - subscription.subscribed
         # The bug (mutant): the stream's bookkeeping ignores changes of resource names, so a
@@ -66,7 +66,9 @@ class SotwPolicy:
         names_ignored = Mutant.SOTW_NEW_NAMES_IGNORED in stream.mutants
         if not names_ignored:
             subscription = subscription.forgetting(subscription.subscribed - names)
-        subscription = attrs.evolve(subscription, wildcard=wildcard, subscribed=frozenset(names))
+        subscription = attrs.evolve(
+            subscription, wildcard=wildcard, named=named, subscribed=frozenset(names)
+        )
         if first and request.version and stream.served is not None:
             # A reconnecting client holds what that version carried; it is answered anyway,
             # but what it holds decides what may be removed when (rule 5).
@@ -79,7 +81,7 @@ class SotwPolicy:
             subscription = attrs.evolve(
                 subscription,
                 resend=subscription.resend | set(answer),
-                must_answer=wildcard or kind.is_wildcard_type,
+                must_answer=kind.is_wildcard_type,  # LDS/CDS: absence answers too
             )
         elif not names_ignored:
             # A full-state type answers new names even when none exists: absence says so.

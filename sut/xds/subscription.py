@@ -218,6 +218,8 @@ class Subscription:
     type: ResourceType
     phase: Phase = Phase.CLOSED
     wildcard: bool = False
+    named: bool = False
+    """The client has named resources (or "*"): an empty list is then no legacy wildcard."""
     subscribed: frozenset[str] = frozenset()
     known: Map[str, Resource] = attrs.field(factory=Map)
     """What the server believes the client holds (stream rule 2)."""

@@ -95,11 +95,6 @@ def test_a_grpc_echo_reply_names_the_pod_and_a_status_method_fails(pods):
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SUT: RDS waits for the new cluster's EDS, which a by-name client requests only after"
-    " RDS (make-before-break deadlock); SotW answers by-name CDS with every Cluster",
-)
 def test_the_client_follows_xds_and_csds_shows_what_it_holds(pods):
     a, b = pods
     cache = SnapshotCache()

@@ -247,6 +247,9 @@ def test_star_among_the_names_is_a_wildcard():
     (cds,) = stream.receive(sotw_request(CDS, ["*", "c1"]))
     assert names_of(cds) == ["c1", "c2"]
     assert stream.status().of_type(CDS).wildcard is True
+    # The client named something, so a later empty list is no legacy wildcard: it drops "*".
+    assert stream.receive(sotw_request(CDS, [], nonce=cds.nonce, version=cds.version_info)) == []
+    assert stream.status().of_type(CDS).wildcard is False
 
 
 # ---------------------------------------------------------------------------- Delta
