@@ -268,8 +268,6 @@ class Mutants:
 
     def __contains__(self, mutant: object) -> bool:
         if not isinstance(mutant, Mutant):
-            if isinstance(mutant, str) and mutant in MUTANTS:  # TIGHTEN
-                return Mutant(mutant) in self.names
             raise TypeError(f"ask with a Mutant member, not {mutant!r}")
         return mutant in self.names
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sut.mutants import MUTANTS, Mutants
+from sut.mutants import MUTANTS, Mutant, Mutants
 
 PROTOCOL_MONITOR_MUTANTS = {
     "version-from-store": {"delta", "sotw"},
@@ -24,8 +24,15 @@ def test_mutants_of_accepts_every_new_name():
     mutants = Mutants.of(sorted(PROTOCOL_MONITOR_MUTANTS))
     assert mutants.names == frozenset(PROTOCOL_MONITOR_MUTANTS)
     for name in PROTOCOL_MONITOR_MUTANTS:
-        assert name in mutants
-        assert name not in Mutants()
+        assert Mutant(name) in mutants
+        assert Mutant(name) not in Mutants()
+
+
+def test_mutants_are_asked_by_member_never_by_string():
+    mutants = Mutants.of(["nack-loop"])
+    assert Mutant.NACK_LOOP in mutants
+    with pytest.raises(TypeError, match="Mutant member"):
+        assert "nack-loop" in mutants
 
 
 @pytest.mark.parametrize("name", sorted(PROTOCOL_MONITOR_MUTANTS))
