@@ -12,7 +12,13 @@ from collections.abc import Iterable
 
 import attrs
 
-__all__ = ["MUTANTS", "Mutant", "MutantSpec", "Mutants"]
+__all__ = ["MUTANTS", "TRANSPORTS", "Mutant", "MutantSpec", "Mutants"]
+
+TRANSPORTS = frozenset({"ads", "per-type"})
+"""How Envoy meets the xDS server: one ADS stream, or a stream per type. Per type, Envoy opens a
+stream per subscription (each RouteConfiguration, Cluster's endpoints and Secret on its own,
+asking for that one name; CDS and LDS as wildcards), closes it when the subscription ends, and
+the server orders nothing across streams."""
 
 
 class Mutant(enum.StrEnum):
@@ -58,6 +64,14 @@ class MutantSpec:
     equivalent: str = ""
     """Why no client that follows the protocol can observe this mutant in this SUT (then
     `modes` is empty: the kill table lists it apart, and a live test witnesses the reason)."""
+    not_per_type: str = ""
+    """Why the mechanism does not exist on per-type streams (then `transports` is ADS only)."""
+    transports: frozenset[str] = attrs.field(init=False)
+    """The transports in which the mechanism exists (see `TRANSPORTS`)."""
+
+    def __attrs_post_init__(self) -> None:
+        transports = TRANSPORTS - {"per-type"} if self.not_per_type else TRANSPORTS
+        object.__setattr__(self, "transports", transports)
 
 
 _BOTH = frozenset({"delta", "sotw"})
@@ -71,6 +85,12 @@ MUTANTS: dict[Mutant, MutantSpec] = {
             frozenset({"delta"}),
             "known versions survive an unsubscribe; a re-subscribe at an unchanged hash is not"
             " answered",
+            not_per_type=(
+                "per type a name is never unsubscribed and asked again on one stream: Envoy opens "
+                "a stream per RouteConfiguration, Cluster and Secret subscription and closes it "
+                "when the subscription ends, and wildcard CDS/LDS never unsubscribe, so a "
+                "re-subscribe is always the first request of a new stream"
+            ),
         ),
         MutantSpec(
             Mutant.SOTW_NEW_NAMES_IGNORED,
@@ -78,12 +98,21 @@ MUTANTS: dict[Mutant, MutantSpec] = {
             frozenset({"sotw"}),
             "respond only when a resource version differs; a request adding a name at the same"
             " version gets nothing",
+            not_per_type=(
+                "per type the names of a stream never change: each by-name stream asks for its "
+                "one name from its first request, and CDS/LDS are wildcards"
+            ),
         ),
         MutantSpec(
             Mutant.EDS_NOT_RESENT_ON_CDS,
             "xds stream bookkeeping",
             _BOTH,
             "after a Cluster update the unchanged ClusterLoadAssignment is not sent again",
+            not_per_type=(
+                "the resend is a mark from CDS to EDS on one stream; per type an updated Cluster "
+                "subscribes to its endpoints on a new stream, whose first request is answered "
+                "anyway"
+            ),
         ),
         MutantSpec(
             Mutant.NACK_LOOP,
@@ -110,6 +139,10 @@ MUTANTS: dict[Mutant, MutantSpec] = {
             _BOTH,
             "responses of different types go out at once in arbitrary order (RDS before CDS),"
             " removals included",
+            not_per_type=(
+                "its mechanism is the order across types on one stream; per-type streams promise "
+                "no order, so the server sends each type when its own stream allows"
+            ),
         ),
         MutantSpec(
             Mutant.DANGLING_REFERENCE,
@@ -124,6 +157,7 @@ MUTANTS: dict[Mutant, MutantSpec] = {
             "failure policy inline-error together with resubscribe-ignored",
             failure_policy="inline-error",
             implies=(Mutant.RESUBSCRIBE_IGNORED,),
+            not_per_type=("it implies resubscribe-ignored, which has no mechanism per type"),
         ),
         MutantSpec(
             Mutant.RDS_ERROR_HIDES_CACHE_BUG,
@@ -132,6 +166,7 @@ MUTANTS: dict[Mutant, MutantSpec] = {
             "failure policy rds-error together with resubscribe-ignored",
             failure_policy="rds-error",
             implies=(Mutant.RESUBSCRIBE_IGNORED,),
+            not_per_type=("it implies resubscribe-ignored, which has no mechanism per type"),
         ),
         # Bug classes beyond BUGS.md, each from a real control plane's history.
         MutantSpec(
@@ -158,6 +193,10 @@ MUTANTS: dict[Mutant, MutantSpec] = {
             " response carrying it is in flight warms without its ClusterLoadAssignment, and"
             " Envoy holds the CDS ACK that would let the deletion through",
             listed=False,
+            not_per_type=(
+                "an EDS stream holds no Clusters, so nothing retains endpoints for them: per type "
+                "the correct server also serves endpoints from the snapshot only"
+            ),
         ),
         MutantSpec(
             Mutant.VERSION_FROM_STORE,
@@ -200,6 +239,9 @@ MUTANTS: dict[Mutant, MutantSpec] = {
             " RouteConfiguration is removed with the first response of its type, before the"
             " Listeners and RouteConfigurations that stop naming it",
             listed=False,
+            not_per_type=(
+                "removal gates wait for other types on the same stream; per-type streams have none"
+            ),
         ),
         MutantSpec(
             Mutant.REMOVALS_UNSCOPED,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sut.mutants import MUTANTS, Mutant, Mutants
+from sut.mutants import MUTANTS, TRANSPORTS, Mutant, Mutants
 
 PROTOCOL_MONITOR_MUTANTS = {
     "version-from-store": {"delta", "sotw"},
@@ -46,3 +46,15 @@ def test_each_new_mutant_is_described_beyond_bugs_md(name):
 def test_an_unknown_name_is_refused():
     with pytest.raises(ValueError, match="unknown mutant"):
         Mutants.of(["version-from-input"])
+
+
+def test_transports_follow_the_reason_a_mechanism_is_absent_per_type():
+    assert MUTANTS[Mutant.UNORDERED_PUSH].transports == frozenset({"ads"})
+    assert MUTANTS[Mutant.NACK_LOOP].transports == TRANSPORTS
+    for spec in MUTANTS.values():
+        assert spec.transports == (
+            frozenset({"ads"}) if spec.not_per_type else frozenset({"ads", "per-type"})
+        )
+        for implied in spec.implies:
+            # A combination exists only where every mechanism it switches on does.
+            assert spec.transports <= MUTANTS[implied].transports, spec.name

@@ -20,6 +20,7 @@ import yaml
 from harness.loopback.errors import EnvoyError
 
 __all__ = [
+    "PER_TYPE_CLUSTERS",
     "XDS_CLUSTER",
     "AdsServer",
     "DirectResponseListener",
@@ -27,12 +28,23 @@ __all__ = [
     "ProxyListener",
     "StaticCluster",
     "XdsMode",
+    "XdsTransport",
     "envoy_binary",
     "validate_bootstrap",
 ]
 
 XdsMode = Literal["delta", "sotw"]
+XdsTransport = Literal["ads", "per-type"]
 XDS_CLUSTER = "xds_cluster"
+PER_TYPE_CLUSTERS = {
+    "LDS": "xds-lds",
+    "CDS": "xds-cds",
+    "RDS": "xds-rds",
+    "EDS": "xds-eds",
+    "SDS": "xds-sds",
+}
+"""The bootstrap cluster of each type's stream with the per-type transport (the translator's
+`TranslateOptions` defaults name the RDS, EDS and SDS ones)."""
 _HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _TYPE = "type.googleapis.com/"
 
@@ -99,10 +111,16 @@ class AdsServer:
     retry_base_interval: float = 0.05
     retry_max_interval: float = 0.5
     """Reconnect back-off (Envoy's default is 0.5 s .. 30 s: slow after a server restart)."""
+    transport: XdsTransport = "ads"
+    """"per-type": no ADS stream; LDS and CDS (and the RDS, EDS and SDS sources a "per-type"
+    translation writes) each reach this server on streams of their own, through one cluster
+    per type (`PER_TYPE_CLUSTERS`)."""
 
     def __attrs_post_init__(self) -> None:
         if self.mode not in ("delta", "sotw"):
             raise ValueError(f"mode must be 'delta' or 'sotw', not {self.mode!r}")
+        if self.transport not in ("ads", "per-type"):
+            raise ValueError(f"transport must be 'ads' or 'per-type', not {self.transport!r}")
         if self.initial_fetch_timeout < 0:
             raise ValueError("initial_fetch_timeout must be >= 0")
         if not 0.001 <= self.retry_base_interval <= self.retry_max_interval:
@@ -114,41 +132,59 @@ class AdsServer:
             return self.set_node_on_first_message_only
         return self.mode == "delta"
 
-    def config_source(self) -> dict[str, Any]:
+    def config_source(self, short_name: str = "") -> dict[str, Any]:
+        """Where LDS or CDS (`short_name`) comes from: ADS, or the type's own cluster."""
+        source: dict[str, Any] = {"ads": {}}
+        if self.transport == "per-type":
+            source = {"api_config_source": self._api_config_source(PER_TYPE_CLUSTERS[short_name])}
         return {
-            "ads": {},
+            **source,
             "resource_api_version": "V3",
             "initial_fetch_timeout": _duration(self.initial_fetch_timeout),
         }
 
-    def dynamic_resources(self) -> dict[str, Any]:
+    def _api_config_source(self, cluster: str) -> dict[str, Any]:
         return {
-            "ads_config": {
-                "api_type": "DELTA_GRPC" if self.mode == "delta" else "GRPC",
-                "transport_api_version": "V3",
-                "set_node_on_first_message_only": self.node_on_first_message_only,
-                "grpc_services": [
-                    {
-                        "envoy_grpc": {
-                            "cluster_name": XDS_CLUSTER,
-                            "retry_policy": {
-                                "retry_back_off": {
-                                    "base_interval": _duration(self.retry_base_interval),
-                                    "max_interval": _duration(self.retry_max_interval),
-                                }
-                            },
-                        }
+            "api_type": "DELTA_GRPC" if self.mode == "delta" else "GRPC",
+            "transport_api_version": "V3",
+            "set_node_on_first_message_only": self.node_on_first_message_only,
+            "grpc_services": [
+                {
+                    "envoy_grpc": {
+                        "cluster_name": cluster,
+                        "retry_policy": {
+                            "retry_back_off": {
+                                "base_interval": _duration(self.retry_base_interval),
+                                "max_interval": _duration(self.retry_max_interval),
+                            }
+                        },
                     }
-                ],
-            },
+                }
+            ],
+        }
+
+    def dynamic_resources(self) -> dict[str, Any]:
+        if self.transport == "per-type":
+            return {
+                "lds_config": self.config_source("LDS"),
+                "cds_config": self.config_source("CDS"),
+            }
+        return {
+            "ads_config": self._api_config_source(XDS_CLUSTER),
             "lds_config": self.config_source(),
             "cds_config": self.config_source(),
         }
 
-    def cluster(self) -> dict[str, Any]:
-        """The static gRPC cluster; without HTTP/2 options the ADS stream silently resets."""
+    def clusters(self) -> list[dict[str, Any]]:
+        """The static gRPC clusters: the ADS one, or one per type."""
+        if self.transport == "per-type":
+            return [self.cluster(name) for name in PER_TYPE_CLUSTERS.values()]
+        return [self.cluster()]
+
+    def cluster(self, name: str = XDS_CLUSTER) -> dict[str, Any]:
+        """A static gRPC cluster; without HTTP/2 options the ADS stream silently resets."""
         return {
-            "name": XDS_CLUSTER,
+            "name": name,
             "type": "STATIC",
             "connect_timeout": "1s",
             "typed_extension_protocol_options": {
@@ -158,7 +194,7 @@ class AdsServer:
                 }
             },
             "load_assignment": {
-                "cluster_name": XDS_CLUSTER,
+                "cluster_name": name,
                 "endpoints": [
                     {
                         "lb_endpoints": [
@@ -310,7 +346,7 @@ class EnvoyBootstrap:
     def to_dict(self) -> dict[str, Any]:
         clusters = [cluster.to_dict() for cluster in self.static_clusters]
         if self.ads is not None:
-            clusters.insert(0, self.ads.cluster())
+            clusters[:0] = self.ads.clusters()
         document: dict[str, Any] = {
             "node": {
                 "id": self.node_id,

@@ -245,15 +245,17 @@ def dangle_virtual_host(virtual_host: VirtualHost) -> VirtualHost:
 
 
 def dangle_listener(listener: Listener) -> Listener:
-    """Every HCM of the Listener reads its routes over RDS from a name nothing provides."""
+    """Every HCM of the Listener reads its routes over RDS from a name nothing provides, over
+    the transport its RDS already uses (ADS, or a per-type stream), at Envoy's fetch timeout."""
     if is_readiness(listener.name):
         return _copy(listener)
 
     def dangle(manager: hcm_pb2.HttpConnectionManager) -> None:
+        source = ads_config_source()
+        if manager.rds.config_source.HasField("api_config_source"):
+            source.api_config_source.CopyFrom(manager.rds.config_source.api_config_source)
         manager.rds.CopyFrom(
-            hcm_pb2.Rds(
-                route_config_name=MISSING_ROUTE_CONFIGURATION, config_source=ads_config_source()
-            )
+            hcm_pb2.Rds(route_config_name=MISSING_ROUTE_CONFIGURATION, config_source=source)
         )
 
     return with_connection_managers(listener, dangle)

@@ -1,5 +1,5 @@
-"""Envoy proto pieces stated once: packing into Any, the ADS config source, the HTTP connection
-manager filter, and the walk over every connection manager of a Listener.
+"""Envoy proto pieces stated once: packing into Any, the config sources (ADS or per type), the
+HTTP connection manager filter, and the walk over every connection manager of a Listener.
 
 Stage 2 builds Listeners with these; the failure policies (`sut.controlplane`) and the reference
 extension server (`sut.extension`) read and rewrite the same connection managers with them, so
@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Iterator
 
-from envoy.config.core.v3 import config_source_pb2
+from envoy.config.core.v3 import config_source_pb2, grpc_service_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -24,7 +24,10 @@ from google.protobuf.message import Message
 
 __all__ = [
     "HTTP_CONNECTION_MANAGER",
+    "TRANSPORTS",
+    "XDS_MODES",
     "ads_config_source",
+    "config_source",
     "connection_manager_filter",
     "connection_managers",
     "packed",
@@ -58,6 +61,62 @@ def ads_config_source(
         timeout.FromTimedelta(initial_fetch_timeout)
         source.initial_fetch_timeout.CopyFrom(timeout)
     return source
+
+
+TRANSPORTS = ("ads", "per-type")
+"""How Envoy fetches dynamic resources: all on the one ADS stream, or one gRPC stream per type."""
+
+XDS_MODES = {
+    "sotw": config_source_pb2.ApiConfigSource.GRPC,
+    "delta": config_source_pb2.ApiConfigSource.DELTA_GRPC,
+}
+"""The `api_type` of a per-type source, by xDS mode."""
+
+
+def config_source(
+    transport: str,
+    *,
+    mode: str = "sotw",
+    cluster: str = "",
+    initial_fetch_timeout: datetime.timedelta | None = None,
+) -> config_source_pb2.ConfigSource:
+    """Where Envoy fetches one dynamic resource, for `transport`.
+
+    "ads": the ADS stream (`ads_config_source`). "per-type": a gRPC stream of its own to the
+    bootstrap cluster `cluster`, in `mode`; Delta sends the node on the first message only, as
+    Envoy Gateway's Delta xDS does, SotW on every message (Envoy's default).
+    """
+    if transport == "ads":
+        return ads_config_source(initial_fetch_timeout)
+    if transport != "per-type":
+        raise ValueError(f"unknown xDS transport {transport!r}; expected one of {TRANSPORTS}")
+    if mode not in XDS_MODES:
+        raise ValueError(f"unknown xDS mode {mode!r}; expected one of {tuple(XDS_MODES)}")
+    if not cluster:
+        raise ValueError("a per-type config source needs the name of its bootstrap cluster")
+    grpc_service = grpc_service_pb2.GrpcService(
+        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=cluster)
+    )
+    source = config_source_pb2.ConfigSource(
+        api_config_source=config_source_pb2.ApiConfigSource(
+            api_type=XDS_MODES[mode],
+            transport_api_version=config_source_pb2.ApiVersion.V3,
+            grpc_services=[grpc_service],
+            set_node_on_first_message_only=mode == "delta",
+        ),
+        resource_api_version=config_source_pb2.ApiVersion.V3,
+    )
+    _set_initial_fetch_timeout(source, initial_fetch_timeout)
+    return source
+
+
+def _set_initial_fetch_timeout(
+    source: config_source_pb2.ConfigSource, initial_fetch_timeout: datetime.timedelta | None
+) -> None:
+    if initial_fetch_timeout is not None:
+        timeout = duration_pb2.Duration()
+        timeout.FromTimedelta(initial_fetch_timeout)
+        source.initial_fetch_timeout.CopyFrom(timeout)
 
 
 def router_filter() -> hcm_pb2.HttpFilter:

@@ -28,6 +28,14 @@ class TranslateOptions:
     connect_timeout: datetime.timedelta = datetime.timedelta(seconds=10)
     max_regex_program_size: int = 100
     """Envoy's `re2.max_program_size.error_level`; regexes above it are refused in status."""
+    transport: str = "ads"
+    """How Envoy fetches RDS, EDS and SDS: "ads" (on the ADS stream) or "per-type" (one gRPC
+    stream per type, to the bootstrap clusters named below)."""
+    per_type_mode: str = "sotw"
+    """The xDS mode of per-type sources: "sotw" (api_type GRPC) or "delta" (DELTA_GRPC)."""
+    rds_cluster: str = "xds-rds"
+    eds_cluster: str = "xds-eds"
+    sds_cluster: str = "xds-sds"
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.readiness_port <= 65535:
@@ -36,3 +44,9 @@ class TranslateOptions:
             raise ValueError("initial_fetch_timeout must not be negative")
         if self.connect_timeout <= datetime.timedelta(0):
             raise ValueError("connect_timeout must be positive")
+        if self.transport not in ("ads", "per-type"):
+            raise ValueError(f"transport must be 'ads' or 'per-type', got {self.transport!r}")
+        if self.per_type_mode not in ("sotw", "delta"):
+            raise ValueError(f"per_type_mode must be 'sotw' or 'delta', got {self.per_type_mode!r}")
+        if not (self.rds_cluster and self.eds_cluster and self.sds_cluster):
+            raise ValueError("the per-type bootstrap cluster names must not be empty")

@@ -1,9 +1,10 @@
 """Stage 2: IR -> Envoy protos (xds-protos), named as Envoy Gateway names them.
 
 Pure and deterministic: equal IR gives byte-equal serializations. Listeners load their
-RouteConfigurations over RDS and clusters their endpoints over EDS, both on the ADS stream;
-HTTPS certificates come over SDS. The readiness listener is built here too, with an inline route
-configuration, so error handling elsewhere can recognise and leave it alone.
+RouteConfigurations over RDS and clusters their endpoints over EDS, HTTPS certificates over SDS,
+all on the ADS stream, or each on a stream of its own with the "per-type" transport. The
+readiness listener is built here too, with an inline route configuration, so error handling
+elsewhere can recognise and leave it alone.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 
 import attrs
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
@@ -28,7 +29,7 @@ from google.protobuf import duration_pb2, wrappers_pb2
 from google.protobuf.message import Message
 
 from sut.translate.envoy_protos import (
-    ads_config_source,
+    config_source,
     connection_manager_filter,
     packed,
     router_filter,
@@ -177,7 +178,7 @@ def _filter_chain(
         stat_prefix=stat_prefix,
         rds=hcm_pb2.Rds(
             route_config_name=chain.route_config.name,
-            config_source=ads_config_source(options.initial_fetch_timeout),
+            config_source=_config_source(options, options.rds_cluster, timed=True),
         ),
         http_filters=[router_filter()],
     )
@@ -190,7 +191,9 @@ def _filter_chain(
         context = tls_pb2.DownstreamTlsContext(
             common_tls_context=tls_pb2.CommonTlsContext(
                 tls_certificate_sds_secret_configs=[
-                    secret_pb2.SdsSecretConfig(name=name, sds_config=ads_config_source())
+                    secret_pb2.SdsSecretConfig(
+                        name=name, sds_config=_config_source(options, options.sds_cluster)
+                    )
                     for name in chain.certificates
                 ]
             )
@@ -257,11 +260,23 @@ def _cluster(item: Cluster, options: TranslateOptions) -> cluster_pb2.Cluster:
         name=item.name,
         type=cluster_pb2.Cluster.EDS,
         eds_cluster_config=cluster_pb2.Cluster.EdsClusterConfig(
-            eds_config=ads_config_source(options.initial_fetch_timeout),
+            eds_config=_config_source(options, options.eds_cluster, timed=True),
             service_name=item.name,
         ),
         connect_timeout=timeout,
         lb_policy=_LB_POLICIES[item.settings.load_balancer or "LeastRequest"],
+    )
+
+
+def _config_source(
+    options: TranslateOptions, cluster: str, *, timed: bool = False
+) -> config_source_pb2.ConfigSource:
+    """RDS and EDS sources carry the options' initial fetch timeout; SDS sources Envoy's."""
+    return config_source(
+        options.transport,
+        mode=options.per_type_mode,
+        cluster=cluster,
+        initial_fetch_timeout=options.initial_fetch_timeout if timed else None,
     )
 
 

@@ -2,8 +2,10 @@
 
 The per-stream bookkeeping of what each client holds lives in the sans-IO stream core
 (`stream.AdsStream`: one frozen `Subscription` per type, make-before-break as the rows of
-`ordering`), with SotW and Delta as two policies over it; `server.XdsServer` is the thin gRPC
-adapter that carries out the core's effects. The cache only stores snapshots and notifies; it
+`ordering`), with SotW and Delta as two policies over it; a core serves every type (ADS) or
+the types it is built with (a per-type stream, ordered within itself only). `server.XdsServer`
+is the thin gRPC adapter that carries out the core's effects, for ADS and the five per-type
+discovery services. The cache only stores snapshots and notifies; it
 meets the streams at `SnapshotSource`.
 """
 

@@ -18,6 +18,9 @@ Rules (rules 4 and 5 of `stream.py`), each a row of `UPDATES` or `REMOVALS`, rea
   RouteConfiguration it holds names it, so a Cluster first named by the new RouteConfiguration
   never gates that RouteConfiguration: it is sent, and the Cluster follows in CDS -> EDS order
   when the client subscribes. Waiting for it would deadlock the stream.
+- Per-type streams: a wait applies only to the types the stream itself serves (`within`). The
+  spec promises no order across separate streams (that is what ADS is for), so on a stream of
+  one type no row applies, and one stream never waits for another.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ __all__ = [
     "acked",
     "ready",
     "waiting_names",
+    "within",
 ]
 
 _CDS, _EDS, _LDS, _RDS, _SDS = ADS_ORDER
@@ -55,6 +59,24 @@ class Waits:
     told_if_named: tuple[ResourceType, ...] = ()
     referrers_sent: tuple[ResourceType, ...] = ()
     """Per resource: one waits while a resource of these types that names it is not sent."""
+
+
+def within(waits: Waits, served: frozenset[ResourceType] | None) -> Waits:
+    """The part of a row that applies on a stream serving `served` types (None: all, ADS)."""
+    if served is None:
+        return waits
+
+    def kept(kinds: tuple[ResourceType, ...]) -> tuple[ResourceType, ...]:
+        return tuple(kind for kind in kinds if kind in served)
+
+    return Waits(
+        acked=kept(waits.acked),
+        sent=kept(waits.sent),
+        settled=kept(waits.settled),
+        told=kept(waits.told),
+        told_if_named=kept(waits.told_if_named),
+        referrers_sent=kept(waits.referrers_sent),
+    )
 
 
 UPDATES: Mapping[ResourceType, Waits] = {

@@ -1,4 +1,5 @@
-"""The gRPC adapter: serves `AggregatedDiscoveryService` (SotW and Delta) from the cache.
+"""The gRPC adapter: serves `AggregatedDiscoveryService` and the five per-type discovery
+services (CDS, EDS, LDS, RDS, SDS), each SotW and Delta, from the cache.
 
 Rules of this module:
 1. All protocol decisions live in the sans-IO streams, stream start and end included; this
@@ -17,6 +18,8 @@ Rules of this module:
    undelivered one, so a slow stream skips versions and never delays the cache or the others.
 6. Nothing grows with traffic: the exchange log is capped in bytes, and a closed stream leaves
    only its last status, in a bounded history.
+7. A per-type stream is a core built for its one type; streams never wait for one another, so
+   the make-before-break order holds on ADS streams only (the spec promises none across streams).
 """
 
 from __future__ import annotations
@@ -34,13 +37,19 @@ from typing import TypeVar
 
 import attrs
 import grpc
+from envoy.service.cluster.v3 import cds_pb2_grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc
+from envoy.service.endpoint.v3 import eds_pb2_grpc
+from envoy.service.listener.v3 import lds_pb2_grpc
+from envoy.service.route.v3 import rds_pb2_grpc
+from envoy.service.secret.v3 import sds_pb2_grpc
 
 from sut.errors import RemoteProtocolError
 from sut.mutants import Mutants
 from sut.xds.delta import DeltaStream
 from sut.xds.effects import Effect, Send, Unwatch, Watch
 from sut.xds.exchange_log import ExchangeLog
+from sut.xds.resources import ResourceType
 from sut.xds.served import ServedSets
 from sut.xds.slot import LatestValueSlot, LoopWaker
 from sut.xds.snapshot import Snapshot
@@ -75,7 +84,7 @@ class _LiveStream:
 
 
 class XdsServer:
-    """A real gRPC ADS server on loopback; start it, point Envoy at `address`, stop it.
+    """A real gRPC xDS server (ADS and per-type) on loopback; start it, point Envoy at `address`.
 
     `exchange_log_bytes` caps the server-wide exchange log; `closed_history` is how many closed
     streams' statuses (and protocol errors) are kept for `stream_statuses(live_only=False)`.
@@ -184,6 +193,8 @@ class XdsServer:
         self._stopping = asyncio.Event()
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(_AdsServicer(self), server)
+        for kind, (add_to_server, plural) in _PER_TYPE_SERVICES.items():
+            add_to_server(_PerTypeServicer(self, kind, plural), server)
         where = f"{self._host}:{self._requested_port}"
         try:
             port = server.add_insecure_port(where)
@@ -256,13 +267,14 @@ class XdsServer:
             self._generation += 1
             self._changes.notify_all()
 
-    def _open(self, mode: str) -> _LiveStream:
+    def _open(self, mode: str, types: frozenset[ResourceType] | None) -> _LiveStream:
         stream_class = DeltaStream if mode == "delta" else SotwStream
         core = stream_class(
             mutants=self.mutants,
             on_exchange=self.exchanges.append,
             sequence=self._sequence,
             served=self._served,
+            types=types,
         )
         core.open()
         live = _LiveStream(core)
@@ -291,10 +303,16 @@ class XdsServer:
             finally:
                 self._changed()
 
-    async def serve(self, mode: str, context: grpc.aio.ServicerContext) -> None:
-        """One ADS stream: apply each request or snapshot to the core, write what it returns."""
+    async def serve(
+        self,
+        mode: str,
+        context: grpc.aio.ServicerContext,
+        types: frozenset[ResourceType] | None = None,
+    ) -> None:
+        """One stream (ADS, or per-type serving `types`): apply each request or snapshot to the
+        core, write what it returns."""
         assert self._waker is not None
-        live = self._open(mode)
+        live = self._open(mode, types)
         stream_id = live.core.stream_id
         slot: LatestValueSlot[Snapshot] = LatestValueSlot(self._waker)
         unwatch: Callable[[], None] | None = None
@@ -403,3 +421,40 @@ class _AdsServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self, request_iterator: Iterator[object], context: grpc.aio.ServicerContext
     ) -> None:
         await self._server.serve("delta", context)
+
+
+class _PerTypeServicer:
+    """One per-type discovery service: `Stream<Plural>` (SotW) and `Delta<Plural>` serve one
+    type each; `Fetch<Plural>` (REST-like unary xDS) is not served."""
+
+    def __init__(self, server: XdsServer, kind: ResourceType, plural: str) -> None:
+        types = frozenset({kind})
+
+        async def stream(request_iterator: object, context: grpc.aio.ServicerContext) -> None:
+            await server.serve("sotw", context, types)
+
+        async def delta(request_iterator: object, context: grpc.aio.ServicerContext) -> None:
+            await server.serve("delta", context, types)
+
+        async def fetch(request: object, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "unary Fetch is not served")
+
+        setattr(self, f"Stream{plural}", stream)
+        setattr(self, f"Delta{plural}", delta)
+        setattr(self, f"Fetch{plural}", fetch)
+
+
+_PER_TYPE_SERVICES: dict[ResourceType, tuple[Callable[[object, grpc.aio.Server], None], str]] = {
+    ResourceType.CLUSTER: (cds_pb2_grpc.add_ClusterDiscoveryServiceServicer_to_server, "Clusters"),
+    ResourceType.ENDPOINT: (
+        eds_pb2_grpc.add_EndpointDiscoveryServiceServicer_to_server,
+        "Endpoints",
+    ),
+    ResourceType.LISTENER: (
+        lds_pb2_grpc.add_ListenerDiscoveryServiceServicer_to_server,
+        "Listeners",
+    ),
+    ResourceType.ROUTE: (rds_pb2_grpc.add_RouteDiscoveryServiceServicer_to_server, "Routes"),
+    ResourceType.SECRET: (sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server, "Secrets"),
+}
+"""The per-type gRPC service of each type, and the plural its method names carry."""

@@ -85,6 +85,10 @@ class StreamStatus:
     types: tuple[TypeStatus, ...]
     node_metadata: Map[str, object] = attrs.field(factory=Map)
     """The `Node.metadata` of the stream's first request: tells proxies sharing a node id apart."""
+    serves: frozenset[str] = frozenset({"CDS", "EDS", "LDS", "RDS", "SDS"})
+    """Short names of the types the stream serves (`types` has one entry per type served)."""
+    aggregated: bool = True
+    """An ADS stream (every type, in make-before-break order) or a per-type one."""
 
     def of_type(self, resource_type: ResourceType) -> TypeStatus:
         for status in self.types:

@@ -1,4 +1,7 @@
-"""What one ADS stream holds, and when it may send: the core SotW and Delta share.
+"""What one xDS stream holds, and when it may send: the core SotW and Delta share.
+
+A stream is aggregated (ADS: every type) or per-type (the types it is built with; a request for
+another type is the client's protocol violation). Rules 4 and 5 apply within a stream only.
 
 Rules of this module (each is a rule of the xDS protocol or of make-before-break):
 
@@ -46,6 +49,7 @@ from sut.errors import RemoteProtocolError
 from sut.mutants import Mutant, Mutants
 from sut.xds import ordering
 from sut.xds.effects import Effect, Send, Unwatch, Watch
+from sut.xds.ordering_view import OrderingView
 from sut.xds.policy import ClientRequest, Outgoing, StreamPolicy
 from sut.xds.resources import ADS_ORDER, Resource, ResourceType
 from sut.xds.retained import RetainedReferences
@@ -94,8 +98,13 @@ class AdsStream:
         on_exchange: Callable[[Exchange], None] | None = None,
         sequence: Iterable[int] | None = None,
         served: ServedSets | None = None,
+        types: frozenset[ResourceType] | None = None,
     ) -> None:
+        if types is not None and not types:
+            raise ValueError("a per-type stream serves at least one type")
         self.policy = policy
+        self.types = types
+        """The types a per-type stream serves; None for an aggregated (ADS) stream."""
         self.stream_id = next(_stream_ids)
         self.served = served
         """What the server sent each node under each version, across streams (SotW uses it)."""
@@ -105,11 +114,11 @@ class AdsStream:
         self.snapshot: Snapshot | None = None
         self._clock = clock
         self._nonces = itertools.count(1)
-        self._subscriptions = {kind: Subscription(kind) for kind in ADS_ORDER}
+        self._subscriptions = {kind: Subscription(kind) for kind in self.served_types}
         self._retained = RetainedReferences()
         """Rule 7: the last content of every name a resource sent to the client references."""
         self._watching = False
-        self._view = _View(self)
+        self._view = OrderingView(self)
         self.exchanges: collections.deque[Exchange] = collections.deque(maxlen=5000)
         self._on_exchange = on_exchange
         self._sequence = iter(sequence) if sequence is not None else itertools.count(1)
@@ -117,6 +126,11 @@ class AdsStream:
     @property
     def mode(self) -> str:
         return self.policy.mode
+
+    @property
+    def served_types(self) -> tuple[ResourceType, ...]:
+        """The stream's types, in ADS order."""
+        return tuple(kind for kind in ADS_ORDER if self.types is None or kind in self.types)
 
     # ------------------------------------------------------- inputs as effects
 
@@ -222,10 +236,14 @@ class AdsStream:
             converged=self.converged(),
             types=tuple(self._type_status(s) for s in self._subscriptions.values()),
             node_metadata=self.node_metadata,
+            serves=frozenset(kind.short_name for kind in self.served_types),
+            aggregated=self.types is None,
         )
 
     def subscription(self, resource_type: ResourceType) -> Subscription:
-        return self._subscriptions[resource_type]
+        """A type the stream does not serve reads as never opened and holding nothing."""
+        subscription = self._subscriptions.get(resource_type)
+        return Subscription(resource_type) if subscription is None else subscription
 
     def converged(self) -> bool:
         """Nothing in flight and nothing left to send, for the snapshot the stream holds."""
@@ -236,7 +254,7 @@ class AdsStream:
                 continue
             if subscription.in_flight is not None or subscription.must_answer:
                 return False
-            if self._updates(subscription) or self.policy.removals(self, subscription):
+            if self.updates(subscription) or self.policy.removals(self, subscription):
                 return False
         return True
 
@@ -250,7 +268,7 @@ class AdsStream:
             acked_version=acked.version if acked else "",
             acked_snapshot_version=acked.snapshot_version if acked else "",
             in_flight_nonce=subscription.in_flight.nonce if subscription.in_flight else "",
-            pending_updates=frozenset(r.name for r in self._updates(subscription)),
+            pending_updates=frozenset(r.name for r in self.updates(subscription)),
             pending_removals=frozenset(self.policy.removals(self, subscription)),
             nacks=subscription.nacks,
             responses_sent=subscription.responses_sent,
@@ -271,17 +289,25 @@ class AdsStream:
         return exchange
 
     def _event(self, note: str) -> None:
-        self.record(direction="event", type_short="ADS", nonce="", version="", note=note)
+        kind = "ADS" if self.types is None else "/".join(k.short_name for k in self.served_types)
+        self.record(direction="event", type_short=kind, nonce="", version="", note=note)
 
     # --------------------------------------------------- bookkeeping of requests
 
     def _subscription(self, type_url: str) -> Subscription:
+        """A per-type stream serves its types only; one type alone may go unnamed."""
+        if not type_url and len(self._subscriptions) == 1:
+            return next(iter(self._subscriptions.values()))
         if not type_url:
             raise RemoteProtocolError("request without type_url on an aggregated stream")
         try:
-            return self._subscriptions[ResourceType.from_type_url(type_url)]
+            kind = ResourceType.from_type_url(type_url)
         except ValueError as error:
             raise RemoteProtocolError(str(error)) from error
+        if kind not in self._subscriptions:
+            serves = "/".join(k.short_name for k in self.served_types)
+            raise RemoteProtocolError(f"{kind.short_name} request on a {serves} stream")
+        return self._subscriptions[kind]
 
     def _adopt_node(self, node: Any) -> None:
         if self.node_id:
@@ -325,7 +351,8 @@ class AdsStream:
             return list(existing)
         return sorted(name for name in subscription.subscribed if name in existing)
 
-    def _updates(self, subscription: Subscription) -> list[Resource]:
+    def updates(self, subscription: Subscription) -> list[Resource]:
+        """What the client lacks of the subscription's type (rule 2), before rules 4 and 5."""
         if self.snapshot is None or not subscription.opened:
             return []
         existing = self.existing(subscription.type)
@@ -343,14 +370,19 @@ class AdsStream:
         """Rule 4 for a whole type: may anything of it be sent now?"""
         if Mutant.UNORDERED_PUSH in self.mutants:
             return True
-        return ordering.ready(self._view, ordering.UPDATES[resource_type])
+        return ordering.ready(self._view, self._row(ordering.UPDATES, resource_type))
+
+    def _row(
+        self, table: Mapping[ResourceType, ordering.Waits], resource_type: ResourceType
+    ) -> ordering.Waits:
+        return ordering.within(table[resource_type], self.types)
 
     def _sendable_updates(self, subscription: Subscription) -> list[Resource]:
         """The updates make-before-break allows now (rule 4)."""
-        updates = self._updates(subscription)
+        updates = self.updates(subscription)
         if not updates or Mutant.UNORDERED_PUSH in self.mutants:
             return updates
-        waits = ordering.UPDATES[subscription.type]
+        waits = self._row(ordering.UPDATES, subscription.type)
         if not ordering.ready(self._view, waits):
             return []
         waiting = ordering.waiting_names(self._view, subscription.type, waits)
@@ -359,7 +391,7 @@ class AdsStream:
     def _may_send_removals(self, resource_type: ResourceType) -> bool:
         if Mutant.UNORDERED_PUSH in self.mutants or Mutant.REMOVALS_NOT_DEFERRED in self.mutants:
             return True  # The bugs: removals go out with the first response of their type.
-        return ordering.ready(self._view, ordering.REMOVALS[resource_type])
+        return ordering.ready(self._view, self._row(ordering.REMOVALS, resource_type))
 
     def _unused(self, subscription: Subscription, names: list[str]) -> list[str]:
         """Of `names`, those asked for that nothing the client holds is or names (rule 5); none
@@ -380,7 +412,9 @@ class AdsStream:
             return []
         responses: list[object] = []
         for resource_type in self._send_order():
-            subscription = self._subscriptions[resource_type]
+            subscription = self._subscriptions.get(resource_type)
+            if subscription is None:
+                continue
             if not subscription.opened or subscription.in_flight is not None:
                 continue
             updates = self._sendable_updates(subscription)
@@ -454,46 +488,8 @@ class AdsStream:
             if previous is None or previous == cluster:
                 continue
             marked.update(cluster.references.endpoints)
-        if marked:
+        if marked and ResourceType.ENDPOINT in self._subscriptions:
             endpoints = self._subscriptions[ResourceType.ENDPOINT]
             self._subscriptions[ResourceType.ENDPOINT] = attrs.evolve(
                 endpoints, resend=endpoints.resend | marked
             )
-
-
-@attrs.frozen(eq=False)
-class _View:
-    """The stream as `ordering.StreamView` reads it."""
-
-    stream: AdsStream
-
-    def opened(self, resource_type: ResourceType) -> bool:
-        return self.stream.subscription(resource_type).opened
-
-    def in_flight(self, resource_type: ResourceType) -> bool:
-        return self.stream.subscription(resource_type).in_flight is not None
-
-    def updates(self, resource_type: ResourceType) -> Sequence[Resource]:
-        return self.stream._updates(self.stream.subscription(resource_type))
-
-    def removals(self, resource_type: ResourceType) -> Sequence[str]:
-        return self.stream.policy.removals(self.stream, self.stream.subscription(resource_type))
-
-    def held(self, resource_type: ResourceType) -> Mapping[str, Resource]:
-        return self.stream.subscription(resource_type).known
-
-    def marked(self, resource_type: ResourceType) -> frozenset[str]:
-        return self.stream.subscription(resource_type).resend
-
-    def served(self, resource_type: ResourceType) -> Mapping[str, Resource]:
-        return self.stream.existing(resource_type) if self.stream.snapshot else {}
-
-    def current(self, resource_type: ResourceType) -> Mapping[str, Resource]:
-        snapshot = self.stream.snapshot
-        return snapshot.of_type(resource_type) if snapshot else {}
-
-    def wanted(self, resource_type: ResourceType) -> Mapping[str, Resource]:
-        subscription, current = self.stream.subscription(resource_type), self.current(resource_type)
-        if subscription.wildcard:
-            return current
-        return {name: current[name] for name in subscription.subscribed if name in current}
