@@ -91,7 +91,11 @@ def run_seed(settings: StackSettings, say: Callable[[str], None] = print) -> boo
             say(f"step {number}: {operation.describe()}{outcome}")
             convergence = session.stack.converge()
             say(f"        {convergence.describe()}")
-        all_good = True
+        # Judge first, then show the routes: the invariants wait out the convergence bound and
+        # the monitor's answer bound, so every answer below is of the state they judged (a
+        # probe sent before then may catch a listener still warming and tell another story).
+        violations = session.check()
+        all_good = not violations
         for route, request in SEED_ROUTES.items():
             expected = session.model.expect(request)
             actual = observed_outcome(
@@ -102,7 +106,10 @@ def run_seed(settings: StackSettings, say: Callable[[str], None] = print) -> boo
             wanted = " or ".join(sorted(item.describe() for item in expected))
             say(f"{route} {request.describe()}: expected {wanted}")
             say(f"{' ' * len(route)} got {actual.describe()} -> {verdict}")
-        for violation in session.check():
+        say(f"xDS exchange of step {len(seed_operations())} on the wire (decoded by the monitor):")
+        for line in session.exchanges_of_step():
+            say(f"  {line}")
+        for violation in violations:
             say(violation.describe())
         return all_good
     finally:
