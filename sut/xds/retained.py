@@ -29,13 +29,19 @@ class RetainedReferences:
         self._by_type: dict[ResourceType, dict[str, Resource]] = {
             kind: {} for kind in RETAINED_TYPES
         }
+        self._absent: dict[ResourceType, tuple[str, ...]] = {}
+        """Retained names the last refreshed snapshot lacks: the only ones `serve` may add
+        (`remember` keeps only names the snapshot has)."""
 
     def serve(
         self, current: Mapping[str, Resource], resource_type: ResourceType, referenced: Referenced
     ) -> Mapping[str, Resource]:
         """The snapshot's resources of a type, plus retained ones the client still names."""
-        retained = self._by_type.get(resource_type, {})
-        missing = [name for name in retained if name not in current]
+        absent = self._absent.get(resource_type)
+        if not absent:
+            return current
+        retained = self._by_type[resource_type]
+        missing = [name for name in absent if name not in current and name in retained]
         if not missing:
             return current
         named = referenced(resource_type)
@@ -55,10 +61,16 @@ class RetainedReferences:
         """Keep retained content current; forget names nothing the client holds names."""
         for kind in RETAINED_TYPES:
             retained = self._by_type[kind]
-            named = referenced(kind)
+            named: set[str] | None = None  # what the client names: costly, needed rarely
             for name in list(retained):
                 current = snapshot.get(kind, name)
                 if current is not None:
                     retained[name] = current
-                elif name not in named:
+                    continue
+                if named is None:
+                    named = referenced(kind)
+                if name not in named:
                     del retained[name]
+            self._absent[kind] = tuple(
+                name for name in retained if snapshot.get(kind, name) is None
+            )

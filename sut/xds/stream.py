@@ -79,6 +79,7 @@ __all__ = [
 ]
 
 Clock = Callable[[], float]
+Served = Mapping[str, Resource] | None
 
 _stream_ids = itertools.count(1)
 
@@ -345,8 +346,8 @@ class AdsStream:
             for name in held.references.of_type(resource_type)
         }
 
-    def desired_names(self, subscription: Subscription) -> list[str]:
-        existing = self.existing(subscription.type)
+    def desired_names(self, subscription: Subscription, existing: Served = None) -> list[str]:
+        existing = self.existing(subscription.type) if existing is None else existing
         if subscription.wildcard:
             return list(existing)
         return sorted(name for name in subscription.subscribed if name in existing)
@@ -358,7 +359,7 @@ class AdsStream:
         existing = self.existing(subscription.type)
         known, resend = subscription.known, subscription.resend
         updates = []
-        for name in self.desired_names(subscription):
+        for name in self.desired_names(subscription, existing):
             held, resource = known.get(name), existing[name]
             if held is None or held.version != resource.version or name in resend:
                 updates.append(resource)
@@ -396,6 +397,8 @@ class AdsStream:
     def _unused(self, subscription: Subscription, names: list[str]) -> list[str]:
         """Of `names`, those asked for that nothing the client holds is or names (rule 5); none
         while it holds content the stream does not know (a reconnect's unmatched versions)."""
+        if not names:
+            return []
         if any(not r.body for s in self._subscriptions.values() for r in s.known.values()):
             return []
         used = self._referenced_by_client(subscription.type) | set(subscription.known)
