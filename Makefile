@@ -34,6 +34,7 @@ format: $(STAMP)
 
 protos: $(STAMP)
 	$(PY) -m sut.extension.regenerate
+	$(PY) -m harness.loopback.adapter.regenerate
 
 goldens: $(STAMP)
 	$(PY) -m pytest -q tests/translate --update-goldens

@@ -1,7 +1,8 @@
 """Loopback infrastructure: real Envoy (bootstrap, admin client, process, spares parked ahead of
-need), the TCP relay in front of the xDS server, echo pods, HTTP(S) probes and child-process
-hygiene. Everything listens on 127.0.0.1 with ports chosen by the OS. Nothing here knows the
-model or the SUT."""
+need), the TCP relay in front of the xDS server, echo and gRPC echo pods, proxyless gRPC client
+processes, HTTP(S) probes, the adapter to an external xDS server, and child-process hygiene.
+Everything listens on 127.0.0.1 with ports chosen by the OS. Nothing here knows the model; the
+SUT appears only as the values the adapter carries and the reference adapter it runs."""
 
 from harness.loopback.admin import ClusterStatus, EnvoyAdmin, HostStatus, ListenerStatus
 from harness.loopback.bootstrap import (

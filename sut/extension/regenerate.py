@@ -31,6 +31,7 @@ from google.protobuf.descriptor import FileDescriptor
 __all__ = [
     "GENERATED_DIR",
     "PROTO_FILE",
+    "compile_stubs",
     "descriptor_set",
     "imported_modules",
     "regenerate",
@@ -80,17 +81,17 @@ def descriptor_set(modules: Iterable[str]) -> descriptor_pb2.FileDescriptorSet:
     return descriptor_pb2.FileDescriptorSet(file=ordered)
 
 
-def _run_protoc(descriptor_file: Path, output: Path) -> None:
+def _run_protoc(descriptor_file: Path, output: Path, proto_file: Path, virtual_dir: str) -> None:
     command = [
         sys.executable,
         "-m",
         "grpc_tools.protoc",
         f"--descriptor_set_in={descriptor_file}",
-        f"-I{_VIRTUAL_DIR}={PROTO_FILE.parent}",
+        f"-I{virtual_dir}={proto_file.parent}",
         f"--python_out={output}",
         f"--grpc_python_out={output}",
         f"--pyi_out={output}",
-        f"{_VIRTUAL_DIR}/{PROTO_FILE.name}",
+        f"{virtual_dir}/{proto_file.name}",
     ]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
@@ -102,15 +103,23 @@ def _run_protoc(descriptor_file: Path, output: Path) -> None:
 
 def regenerate(output_dir: Path = GENERATED_DIR) -> tuple[Path, ...]:
     """Generate the stubs into `output_dir` (created if needed); returns the files written."""
-    modules = imported_modules(PROTO_FILE.read_text())
+    return compile_stubs(PROTO_FILE, _VIRTUAL_DIR, output_dir, _INIT_TEXT)
+
+
+def compile_stubs(
+    proto_file: Path, virtual_dir: str, output_dir: Path, init_text: str
+) -> tuple[Path, ...]:
+    """Compile `proto_file`, seen by protoc under `virtual_dir` (which names the generated
+    package), into `output_dir` with an `__init__.py` of `init_text`; returns the files written."""
+    modules = imported_modules(proto_file.read_text())
     with tempfile.TemporaryDirectory(prefix="routeproof-protoc-") as scratch:
         scratch_dir = Path(scratch)
         descriptor_file = scratch_dir / "imports.binpb"
         descriptor_file.write_bytes(descriptor_set(modules).SerializeToString(deterministic=True))
         out = scratch_dir / "out"
         out.mkdir()
-        _run_protoc(descriptor_file, out)
-        produced = sorted((out / _VIRTUAL_DIR).iterdir())
+        _run_protoc(descriptor_file, out, proto_file, virtual_dir)
+        produced = sorted((out / virtual_dir).iterdir())
         output_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for source in produced:
@@ -118,7 +127,7 @@ def regenerate(output_dir: Path = GENERATED_DIR) -> tuple[Path, ...]:
             shutil.copyfile(source, target)
             written.append(target)
     init = output_dir / "__init__.py"
-    init.write_text(_INIT_TEXT)
+    init.write_text(init_text)
     written.append(init)
     return tuple(sorted(written))
 
