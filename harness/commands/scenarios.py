@@ -3,7 +3,10 @@ invariants as the state machine.
 
 `seed` is Envoy Gateway issue 5595 (BRIEF.md section 1): two HTTPS Gateway listeners with SNI,
 one HTTPRoute each on its own hostname; the extension fails on PostTranslate; route 1 changes;
-the extension recovers; route 1 changes again. Route 2 must still resolve.
+the extension recovers; route 1 changes again. Route 2 must still resolve. On a fleet
+(`--proxies N`), the last replica reconnects once the extension has recovered, so one replica
+re-subscribes on a new stream while the others keep theirs; every replica must still resolve
+both routes.
 """
 
 from __future__ import annotations
@@ -13,7 +16,13 @@ from collections.abc import Callable
 import attrs
 
 from harness.lockstep.invariants import observed_outcome
-from harness.lockstep.operations import ExtensionFault, ExtensionRecover, Operation, UpdateRoute
+from harness.lockstep.operations import (
+    CutXds,
+    ExtensionFault,
+    ExtensionRecover,
+    Operation,
+    UpdateRoute,
+)
 from harness.lockstep.session import Session
 from harness.lockstep.stack import StackSettings
 from harness.lockstep.worlds import LISTENERS
@@ -52,7 +61,7 @@ def seed_world(pods: dict[str, tuple[str, ...]]) -> World:
     )
 
 
-def seed_operations() -> list[Operation]:
+def seed_operations(proxies: int = 1) -> list[Operation]:
     base = Rule((Match("PathPrefix", "/"),), (Backend("svc-a"),))
     first_change = _route(
         "route-1",
@@ -68,10 +77,12 @@ def seed_operations() -> list[Operation]:
         base,
         Rule((Match("PathPrefix", "/v3"),), (Backend("svc-c"),)),
     )
+    reconnect: list[Operation] = [CutXds(proxy=proxies - 1)] if proxies > 1 else []
     return [
         ExtensionFault("internal", "PostTranslateModify"),
         UpdateRoute(first_change),
         ExtensionRecover(new_generation=False),
+        *reconnect,
         UpdateRoute(second_change),
     ]
 
@@ -82,7 +93,8 @@ def run_seed(settings: StackSettings, say: Callable[[str], None] = print) -> boo
     try:
         session.start(seed_world)
         say(f"start: {session.stack.converge().describe()}")
-        for number, operation in enumerate(seed_operations(), start=1):
+        operations = seed_operations(settings.proxies)
+        for number, operation in enumerate(operations, start=1):
             session.apply(operation)
             result = (
                 session.stack.control_plane.last_result if session.stack.control_plane else None
@@ -96,17 +108,21 @@ def run_seed(settings: StackSettings, say: Callable[[str], None] = print) -> boo
         # probe sent before then may catch a listener still warming and tell another story).
         violations = session.check()
         all_good = not violations
-        for route, request in SEED_ROUTES.items():
-            expected = session.model.expect(request)
-            actual = observed_outcome(
-                session.stack.probe(request.port, "https", request.host, request.path)
-            )
-            verdict = "ok" if actual in expected else "WRONG"
-            all_good &= actual in expected
-            wanted = " or ".join(sorted(item.describe() for item in expected))
-            say(f"{route} {request.describe()}: expected {wanted}")
-            say(f"{' ' * len(route)} got {actual.describe()} -> {verdict}")
-        say(f"xDS exchange of step {len(seed_operations())} on the wire (decoded by the monitor):")
+        for proxy in range(settings.proxies):
+            which = f" (proxy {proxy})" if settings.proxies > 1 else ""
+            for route, request in SEED_ROUTES.items():
+                expected = session.model.expect(request, proxy=proxy)
+                actual = observed_outcome(
+                    session.stack.probe(
+                        request.port, "https", request.host, request.path, proxy=proxy
+                    )
+                )
+                verdict = "ok" if actual in expected else "WRONG"
+                all_good &= actual in expected
+                wanted = " or ".join(sorted(item.describe() for item in expected))
+                say(f"{route}{which} {request.describe()}: expected {wanted}")
+                say(f"{' ' * len(route + which)} got {actual.describe()} -> {verdict}")
+        say(f"xDS exchange of step {len(operations)} on the wire (decoded by the monitor):")
         for line in session.exchanges_of_step():
             say(f"  {line}")
         for violation in violations:

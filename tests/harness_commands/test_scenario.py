@@ -28,3 +28,14 @@ def test_the_seed_bug_tells_one_consistent_story(capsys):
     exchange = out[out.index("xDS exchange of step 4") :]
     assert re.search(r"envoy -> server RDS subscribe=\[[^]]*default/gw/https-b", exchange)
     assert "protocol:answered" in out and "'default/gw/https-b'" in out
+
+
+def test_on_a_fleet_the_replica_that_kept_its_stream_is_the_one_the_seed_bug_breaks(capsys):
+    arguments = ["scenario", "seed", "--proxies", "2", "--mutant", "seed"]
+    assert main([*arguments, "--failure-policy", "inline-error"]) == 1
+    out = capsys.readouterr().out
+    assert "cut the xDS connection of proxy 1" in out
+    assert re.search(r"route-2 \(proxy 0\) .*\n\s+got 404 -> WRONG", out)
+    assert re.search(r"route-2 \(proxy 1\) .*\n\s+got 200 from svc-b-0.* -> ok", out)
+    assert "invariant 'routing' violated: proxy 0:" in out
+    assert "routing' violated: proxy 1" not in out
