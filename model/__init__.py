@@ -3,6 +3,15 @@
 It never imports `sut/`; the harness is the only place where model and SUT meet.
 """
 
+from model.grpc import (
+    CallOutcome,
+    GrpcCall,
+    GrpcServed,
+    GrpcStatus,
+    expected_grpc,
+    proxyless_hosts,
+    serving_port,
+)
 from model.machine import FAILURE_POLICIES, Extension, Link, ModelState, pod_name
 from model.routing import (
     Outcome,
@@ -22,8 +31,12 @@ from model.world import Backend, GatewayListener, HeaderMatch, Match, Route, Rul
 __all__ = [
     "FAILURE_POLICIES",
     "Backend",
+    "CallOutcome",
     "Extension",
     "GatewayListener",
+    "GrpcCall",
+    "GrpcServed",
+    "GrpcStatus",
     "HeaderMatch",
     "Link",
     "Match",
@@ -39,9 +52,12 @@ __all__ = [
     "Unreachable",
     "World",
     "effective_hostnames",
+    "expected_grpc",
     "expected_outcomes",
     "expected_through",
     "host_matches",
     "path_matches",
     "pod_name",
+    "proxyless_hosts",
+    "serving_port",
 ]

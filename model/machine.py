@@ -29,6 +29,12 @@ Rules:
    terminating pod does in Kubernetes.
 7. An update the proxies must reject changes nothing they hold; it is counted per proxy, so the
    one NACK each proxy sends is expected.
+8. Proxyless gRPC clients hold a snapshot of their own (`proxyless`), the bare world (no marker,
+   never in error: `model.grpc`). It moves with the cache: whenever a reconcile publishes a
+   configuration for Envoy (whatever the extension and the failure policy did), it publishes
+   the bare world for them too; when keep-last-good publishes nothing, theirs is kept as well;
+   a control-plane restart loses it with the cache. Nothing holds their connections, so once
+   converged they hold what was published.
 
 `expect` is the whole specification of a settled step; `passing` lists the configurations the
 proxy may hold while it moves from one state to the next (for probes sent during a step).
@@ -40,6 +46,7 @@ import re
 
 import attrs
 
+from model.grpc import CallOutcome, GrpcCall, expected_grpc
 from model.routing import (
     Outcome,
     ProxyConfig,
@@ -116,6 +123,8 @@ class ModelState:
     """Rule 6: withdrawn from the endpoints, still running (also in `live_pods`)."""
     retired: frozenset[str] = frozenset()
     """Rule 6: stopped pods, whose names are never used again."""
+    proxyless: ProxyConfig | None = None
+    """Rule 8: what the proxyless snapshot holds (and converged gRPC clients with it)."""
 
     @links.validator
     def _at_least_one(self, _attribute: object, links: tuple[Link, ...]) -> None:
@@ -162,11 +171,12 @@ class ModelState:
         return attrs.evolve(self, live_pods=self.live_pods | world.pods()).with_world(world)
 
     def reconcile(self) -> ModelState:
-        """Rules 1, 4 and 5."""
+        """Rules 1, 4, 5 and 8."""
         published = self._publication()
         cache = self.cache if published is None else published
         links = tuple(link.published(cache, published) for link in self.links)
-        return attrs.evolve(self, cache=cache, links=links)
+        proxyless = self.proxyless if published is None else ProxyConfig(self.world)
+        return attrs.evolve(self, cache=cache, links=links, proxyless=proxyless)
 
     def _publication(self) -> ProxyConfig | None:
         extension = self.extension
@@ -228,7 +238,7 @@ class ModelState:
         """Rule 6: every proxy holds what the model says; withdrawn pods nothing names stop."""
         if self.held:
             return self
-        configs = (self.cache, *(link.proxy for link in self.links))
+        configs = (self.cache, self.proxyless, *(link.proxy for link in self.links))
         named = frozenset().union(
             *(config.world.pods() for config in configs if config is not None)
         )
@@ -263,8 +273,8 @@ class ModelState:
         return attrs.evolve(self, extension=attrs.evolve(self.extension, fail_open=fail_open))
 
     def control_plane_restarted(self) -> ModelState:
-        """Rule 3."""
-        return attrs.evolve(self, cache=None).reconcile()
+        """Rules 3 and 8."""
+        return attrs.evolve(self, cache=None, proxyless=None).reconcile()
 
     def proxy_restarted(self, proxy: int = 0) -> ModelState:
         """Rule 4: a fresh proxy holds only what the cache can give it."""
@@ -301,6 +311,10 @@ class ModelState:
 
     def expect(self, request: Request, proxy: int = 0) -> frozenset[Outcome]:
         return expected_outcomes(self.links[proxy].proxy, request, self.live_pods)
+
+    def expect_grpc(self, call: GrpcCall) -> frozenset[CallOutcome]:
+        """Rule 8: what a converged proxyless client's call gets."""
+        return expected_grpc(self.proxyless, call, self.live_pods)
 
     def passing(self, after: ModelState, proxy: int = 0) -> tuple[ProxyConfig | None, ...]:
         """The configurations a proxy may hold while this state becomes `after` (rule 5)."""

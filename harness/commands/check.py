@@ -286,6 +286,8 @@ def describe_settings(stack: StackSettings) -> str:
     mutants = ", ".join(sorted(stack.mutants.names)) or "none"
     strict = ", strict protocol" if stack.strict_protocol else ""
     fleet = f"{stack.proxies} prox{'y' if stack.proxies == 1 else 'ies'}"
+    if stack.grpc_clients:
+        fleet += f", {stack.grpc_clients} gRPC client{'' if stack.grpc_clients == 1 else 's'}"
     return (
         f"{stack.mode}, {fleet}, failure policy {stack.failure_policy}, mutants {mutants}{strict}"
     )
@@ -348,6 +350,7 @@ def save_replay(
             "strict_protocol": stack.strict_protocol,
             "translation_budget": stack.translation_budget,
             "proxies": stack.proxies,
+            "grpc_clients": stack.grpc_clients,
         },
         "steps": [json.loads(encode_operations(list(step))) for step in failure.steps],
     }
@@ -361,7 +364,7 @@ Steps = list[list[Operation]]
 def load_replay(path: Path) -> tuple[StackSettings, Steps]:
     """Settings and steps of a replay file; raises ValueError naming the problem. A file of
     plain `operations` (older ones) is one operation per step; one without `proxies` ran on a
-    single proxy."""
+    single proxy, one without `grpc_clients` on none."""
     try:
         document = json.loads(path.read_text())
         config = document["settings"]
@@ -373,6 +376,7 @@ def load_replay(path: Path) -> tuple[StackSettings, Steps]:
             strict_protocol=bool(config.get("strict_protocol", False)),
             translation_budget=float(config.get("translation_budget", 0.5)),
             proxies=int(config.get("proxies", 1)),
+            grpc_clients=int(config.get("grpc_clients", 0)),
         )
         if "steps" in document:
             steps = [decode_operations(json.dumps(step)) for step in document["steps"]]

@@ -99,6 +99,14 @@ def _add_proxies_option(parser: argparse.ArgumentParser) -> None:
         help="Envoy replicas of the Gateway: one node id, one xDS connection each; operations on"
         " a connection or an Envoy pick a replica (default: %(default)s)",
     )
+    parser.add_argument(
+        "--grpc-clients",
+        type=int,
+        default=0,
+        metavar="N",
+        help="proxyless gRPC clients beside the Envoys, on the proxyless snapshot; checked after"
+        " every step by their CSDS and their calls (default: %(default)s)",
+    )
 
 
 def _stack_settings(args: argparse.Namespace, mode: str) -> StackSettings:
@@ -116,6 +124,7 @@ def _stack_settings(args: argparse.Namespace, mode: str) -> StackSettings:
         strict_protocol=args.strict_protocol,
         translation_budget=args.translation_budget,
         proxies=args.proxies,
+        grpc_clients=args.grpc_clients,
     )
 
 
@@ -156,8 +165,11 @@ def _check(args: argparse.Namespace) -> int:
     )
     from harness.commands.workers import check_on_workers
 
-    if args.workers < 1 or args.proxies < 1:
-        print("check: --workers and --proxies must be at least 1", file=sys.stderr)
+    if args.workers < 1 or args.proxies < 1 or args.grpc_clients < 0:
+        print(
+            "check: --workers and --proxies must be at least 1, --grpc-clients at least 0",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     try:
         example_database(args.database)
@@ -231,10 +243,14 @@ def _mutants(args: argparse.Namespace) -> int:
     def on_progress(label: str, progress: Progress) -> None:
         printers.setdefault(label, progress_printer(label, args.examples))(progress)
 
-    if args.workers < 1 or args.proxies < 1:
-        print("mutants: --workers and --proxies must be at least 1", file=sys.stderr)
+    if args.workers < 1 or args.proxies < 1 or args.grpc_clients < 0:
+        print(
+            "mutants: --workers and --proxies must be at least 1, --grpc-clients at least 0",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
-    print(f"mutants: {args.workers} worker(s), {args.proxies} proxy(ies)", file=sys.stderr)
+    clients = f", {args.grpc_clients} gRPC client(s)" if args.grpc_clients else ""
+    print(f"mutants: {args.workers} worker(s), {args.proxies} proxy(ies){clients}", file=sys.stderr)
     table = run_kill_table(
         _modes(args),
         examples=args.examples,
@@ -247,6 +263,7 @@ def _mutants(args: argparse.Namespace) -> int:
         witnesses=Path(args.witnesses) if args.witnesses else None,
         workers=args.workers,
         proxies=args.proxies,
+        grpc_clients=args.grpc_clients,
     )
     print(table.as_json() if args.json else table.as_markdown())
     if args.readme:

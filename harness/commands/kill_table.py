@@ -143,10 +143,13 @@ def equivalent_mutants() -> list[tuple[str, str]]:
     return [(name, spec.equivalent) for name, spec in sorted(MUTANTS.items()) if spec.equivalent]
 
 
-def mutant_settings(mode: str, mutants: Mutants, proxies: int = 1) -> StackSettings:
+def mutant_settings(
+    mode: str, mutants: Mutants, proxies: int = 1, grpc_clients: int = 0
+) -> StackSettings:
     """The stack a mutant runs on: its failure policy if it names one, else the default; the
     protocol monitor judges SHOULD rules too (`--strict-protocol`), so a mutant Envoy cannot
-    observe is still killed through the wire; `proxies` Envoy replicas."""
+    observe is still killed through the wire; `proxies` Envoy replicas, `grpc_clients`
+    proxyless gRPC clients."""
     policy = mutants.failure_policy() or FailurePolicy.KEEP_LAST_GOOD.value
     return StackSettings(
         mode=mode,  # type: ignore[arg-type]
@@ -154,6 +157,7 @@ def mutant_settings(mode: str, mutants: Mutants, proxies: int = 1) -> StackSetti
         mutants=mutants,
         strict_protocol=True,
         proxies=proxies,
+        grpc_clients=grpc_clients,
     )
 
 
@@ -187,6 +191,7 @@ def run_kill_table(
     witnesses: Path | None = None,
     workers: int = 1,
     proxies: int = 1,
+    grpc_clients: int = 0,
 ) -> KillTable:
     """The baseline per mode, then every (mutant, mode) pair, each within `examples` examples
     (and `budget_seconds`, if given: a cap in wall-clock time on top).
@@ -198,7 +203,7 @@ def run_kill_table(
 
     With `witnesses`, each kill's shrunk counterexample is written there as
     `<mutant>-<mode>.json`: a replay that tells the mutant from the SUT (CI replays them).
-    Every search runs on a fleet of `proxies` Envoys."""
+    Every search runs on a fleet of `proxies` Envoys and `grpc_clients` proxyless clients."""
     modes = list(modes)
     selected = set(only) if only is not None else None
     say = on_result or (lambda line: None)
@@ -207,8 +212,8 @@ def run_kill_table(
         for name, mode in kill_table_runs(modes)
         if selected is None or name in selected
     ]
-    stacks = [mutant_settings(mode, Mutants(), proxies) for mode in modes] + [
-        mutant_settings(mode, Mutants.of([name]), proxies) for name, mode in pairs
+    stacks = [mutant_settings(mode, Mutants(), proxies, grpc_clients) for mode in modes] + [
+        mutant_settings(mode, Mutants.of([name]), proxies, grpc_clients) for name, mode in pairs
     ]
     labels = [f"baseline/{mode}" for mode in modes] + [f"{name}/{mode}" for name, mode in pairs]
     searches = [

@@ -60,7 +60,9 @@ __all__ = [
 def publish_world(stack: Stack, world: World) -> None:
     """The store becomes `world`: its manifests, and each Service's endpoints at its pods."""
     endpoints = {service.name: service.pods for service in world.services}
-    stack.apply(to_resources(world, world.load_balancer), endpoints={NAMESPACE: endpoints})
+    grpc = stack.settings.grpc_clients > 0
+    resources = to_resources(world, world.load_balancer, grpc=grpc)
+    stack.apply(resources, endpoints={NAMESPACE: endpoints})
 
 
 class Operation(abc.ABC):

@@ -14,7 +14,10 @@ the step and runs every invariant:
 - readiness: the readiness listener answers;
 - protocol: the xDS monitor's rules over the bytes on the wire (`monitor`);
 - nack: Envoy rejects only what the harness made it reject, once;
-- envoy-counters and unanswered-subscription: Envoy's own counters.
+- envoy-counters and unanswered-subscription: Envoy's own counters;
+- grpc-convergence, grpc-routing and grpc-csds (with `StackSettings.grpc_clients`): each
+  proxyless gRPC client converged on the proxyless snapshot, its calls get what the model
+  allows, it NACKed nothing (`invariants.grpc`); its monitor judges its exchange as Envoy's.
 
 With several proxies (`StackSettings.proxies`) every invariant about a proxy holds for each one,
 against the model's link of that proxy (`expect(request, proxy=i)`, `passing(after, proxy=i)`);
@@ -39,14 +42,23 @@ from harness.lockstep.invariants import (
     Sample,
     Violation,
     WindowProbe,
+    grpc_violations,
     liveness_violations,
     readiness_violations,
+    replaced_ports,
     routing_violations,
     window_violations,
 )
 from harness.lockstep.operations import Operation, RestartEnvoy
 from harness.lockstep.stack import Stack, StackSettings
-from harness.lockstep.worlds import NAMESPACE, SERVICES, initial_world, load_world, probe_requests
+from harness.lockstep.worlds import (
+    NAMESPACE,
+    PROBE_HOSTS,
+    SERVICES,
+    initial_world,
+    load_world,
+    probe_requests,
+)
 from harness.loopback.spares import SpareEnvoys
 from model import (
     Extension,
@@ -104,6 +116,8 @@ class Session:
         """The operations of each checked step, in order."""
         self.step_started_seq = [0] * settings.proxies
         """Per proxy, the last entry of its monitor's log when the last step began."""
+        self.grpc_started_seq = [0] * settings.grpc_clients
+        """Per proxyless gRPC client, the same."""
         self._step: Step | None = None
         self._window_offset = 0
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=_PROBE_WORKERS)
@@ -128,7 +142,8 @@ class Session:
         endpoints = {service.name: service.pods for service in world.services}
         # The initial world goes through YAML and the real loader; operations build Resources
         # directly (`to_resources`), held equal to this path by tests/harness_lockstep.
-        self.stack.start(load_world(world, world.load_balancer), endpoints={NAMESPACE: endpoints})
+        resources = load_world(world, world.load_balancer, grpc=self.settings.grpc_clients > 0)
+        self.stack.start(resources, endpoints={NAMESPACE: endpoints})
         self.model = self.model.started(world)
         for index in range(len(self.stack.proxies)):
             self._envoy_started(index)
@@ -195,6 +210,9 @@ class Session:
         for proxy in proxies:
             proxy.monitor.sync()
         self.step_started_seq = [proxy.monitor.last_seq for proxy in proxies]
+        for grpc in self.stack.grpc.clients:
+            grpc.monitor.sync()
+        self.grpc_started_seq = [grpc.monitor.last_seq for grpc in self.stack.grpc.clients]
         addresses = [Addresses.of(proxy.listener_ports(), self.stack.origins) for proxy in proxies]
         requests = list(probe_requests(self.world))
         self._window_offset = (self._window_offset + WINDOW_STRIDE) % max(len(requests), 1)
@@ -232,6 +250,7 @@ class Session:
         addresses = [Addresses.of(bound, self.stack.origins) for bound in ports]
         if step is not None:
             violations += self._step_violations(step, samples, addresses)
+        violations += self._grpc_violations()
         if converged:
             self._settle()
         snapshot = self.stack.published_snapshot()
@@ -256,8 +275,31 @@ class Session:
             monitor.settle(timeout=monitor.answer_bound + 0.1)
             found = monitor.judge(strict=self.settings.strict_protocol)
             violations += self._named(index, found)
+        for index, grpc in enumerate(self.stack.grpc.clients):
+            grpc.monitor.settle(timeout=grpc.monitor.answer_bound + 0.1)
+            found = grpc.monitor.judge(strict=self.settings.strict_protocol)
+            violations += [
+                attrs.evolve(v, summary=f"grpc client {index}: {v.summary}") for v in found
+            ]
         for index in flowing:
             violations += self._named(index, self._envoy_counter_violations(index))
+        return violations
+
+    def _grpc_violations(self) -> list[Violation]:
+        """Each proxyless client converged on the proxyless snapshot, and its calls get what
+        the model allows (`invariants.grpc`)."""
+        violations: list[Violation] = []
+        snapshot = self.stack.published_proxyless_snapshot()
+        for index, grpc in enumerate(self.stack.grpc.clients):
+            assert grpc.client is not None
+            violations += grpc_violations(
+                grpc.client,
+                name=f"grpc client {index}",
+                snapshot=snapshot,
+                model=self.model,
+                hosts=PROBE_HOSTS,
+                delivered=grpc.monitor.delivered,
+            )
         return violations
 
     def check_or_raise(self) -> None:
@@ -272,6 +314,11 @@ class Session:
             self.stack.reconciles[step.reconciles_from :], self.settings.translation_budget
         )
         pods = frozenset(step.live_pods)
+        publications = self.stack.publications
+        first = max((i for i, item in enumerate(publications) if item.at < step.started), default=0)
+        replaced = replaced_ports(
+            [item.snapshot for item in publications[first:]], self.stack.origins
+        )
         for index, taken in enumerate(samples):
             if index in step.disrupted or not taken:
                 continue
@@ -285,7 +332,7 @@ class Session:
             moved = {
                 key: address
                 for key, address in step.addresses[index].by_port.items()
-                if addresses[index].by_port.get(key) not in (None, address)
+                if addresses[index].by_port.get(key) not in (None, address) or key in replaced
             }
             violations += self._named(index, window_violations(taken, allowed, moved))
         return violations
@@ -307,11 +354,15 @@ class Session:
 
     def exchanges_of_step(self, limit: int = 60) -> list[str]:
         """The xDS exchange of the last step as the monitors decoded it from the wire (in a
-        fleet, each line names its proxy)."""
+        fleet, each line names its proxy; a gRPC client's lines name it)."""
         fleet = len(self.stack.proxies)
         lines: list[str] = []
         for index, proxy in enumerate(self.stack.proxies):
             proxy.monitor.sync()
             log = proxy.monitor.log(since=self.step_started_seq[index])[: limit // fleet]
             lines += log if fleet == 1 else [f"proxy {index}: {line}" for line in log]
+        for index, grpc in enumerate(self.stack.grpc.clients):
+            grpc.monitor.sync()
+            log = grpc.monitor.log(since=self.grpc_started_seq[index])[: limit // fleet]
+            lines += [f"grpc client {index}: {line}" for line in log]
         return lines

@@ -9,6 +9,9 @@ plane and Envoy can each be restarted while the rest keeps running.
 A Gateway may run several Envoy replicas (`StackSettings.proxies`), each a `Proxy` with its own
 relay and monitor, all on one node id. Whatever targets one Envoy takes the proxy's index
 (default 0); `envoy`, `relay` and `monitor` are proxy 0's.
+
+With `StackSettings.grpc_clients`, proxyless gRPC clients (`grpc_clients.GrpcFleet`) run beside
+the Envoys on the proxyless node id, every pod gets a gRPC server and every Service a `grpc` port.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import attrs
 
 from harness.lockstep.convergence import Convergence, converge, fleet_convergence
 from harness.lockstep.envoy_state import EnvoyView
+from harness.lockstep.grpc_clients import GrpcFleet
 from harness.lockstep.monitor.monitor import ProtocolMonitor, Published
 from harness.lockstep.proxy import Ports, Proxy
+from harness.lockstep.records import ListenerOrigin, Publication, Reconcile
 from harness.lockstep.rejection import push_rejected_update
 from harness.loopback import EnvoyProcess, XdsMode
 from harness.loopback.echo import EchoFleet
@@ -76,37 +81,16 @@ class StackSettings:
     fail_open: bool = False
     node_id: str = "routeproof-node"
     gateway_class: str | None = None
+    transport: str = "ads"
+    """How Envoy fetches RDS, EDS and SDS: "ads", or "per-type" (a stream per type, in `mode`)."""
     proxies: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     """Envoy replicas of the Gateway, sharing the node id, each on its own xDS connection."""
+    grpc_clients: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    """Proxyless gRPC clients (`grpc_clients`) on `<node_id>-proxyless`; pods get gRPC servers."""
 
-
-@attrs.frozen
-class Publication:
-    """A snapshot the control plane left in the cache after one of its actions, as the harness saw
-    it: what proxies may be sent from then on. `lifetime` counts control-plane starts."""
-
-    at: float
-    lifetime: int
-    snapshot: Snapshot
-
-
-@attrs.frozen
-class Reconcile:
-    """One control-plane action the harness waited on, and how long it took."""
-
-    at: float
-    seconds: float
-    outcome: str
-    error: str = ""
-
-
-@attrs.frozen
-class ListenerOrigin:
-    """Which Gateway port an Envoy listener serves, as written in the manifests."""
-
-    gateway: ObjectKey
-    port: int
-    protocol: str
+    @property
+    def proxyless_node_id(self) -> str | None:
+        return f"{self.node_id}-proxyless" if self.grpc_clients else None
 
 
 class Stack:
@@ -118,7 +102,8 @@ class Stack:
     def __init__(self, settings: StackSettings, spares: SpareEnvoys | None = None) -> None:
         self.settings = settings
         self.spares = spares
-        self.pods = EchoFleet()
+        self.pods = EchoFleet(grpc=settings.grpc_clients > 0)
+        self.grpc = GrpcFleet(settings.grpc_clients, settings.proxyless_node_id or "")
         self.extension_server: ExtensionServer | None = None
         self.extension_client: ExtensionClient | None = None
         self.cache = SnapshotCache()
@@ -173,6 +158,8 @@ class Stack:
             readiness_port=0,
             initial_fetch_timeout=datetime.timedelta(seconds=self.settings.initial_fetch_timeout),
             connect_timeout=datetime.timedelta(seconds=0.25),
+            transport=self.settings.transport,
+            per_type_mode=self.settings.mode,
         )
 
     def start(
@@ -206,6 +193,7 @@ class Stack:
             assert self.xds is not None
             for proxy in self.proxies:
                 proxy.start_relay(("127.0.0.1", self.xds.port))
+            self.grpc.start(("127.0.0.1", self.xds.port))
             self._start_envoys(self.proxies, wait_ready=wait_ready)
         except BaseException:
             self.stop()
@@ -216,6 +204,7 @@ class Stack:
         """Stop everything this stack started; safe to call twice, or after a failed start."""
         for proxy in self.proxies:
             proxy.stop()
+        self.grpc.stop()
         if self.xds is not None:
             self.xds.stop()
         if self.extension_client is not None:
@@ -241,6 +230,7 @@ class Stack:
                 hooks=self.settings.extension_hooks,
                 mutants=self.settings.mutants,
                 translation_budget=self.settings.translation_budget,
+                proxyless_node_id=self.settings.proxyless_node_id,
             ),
             self.cache,
             self.extension_client,
@@ -248,6 +238,7 @@ class Stack:
         self.control_plane_starts += 1
         for proxy in self.proxies:
             proxy.monitor.control_plane_started()
+        self.grpc.control_plane_started()
 
     def _start_envoys(self, proxies: Sequence[Proxy], *, wait_ready: bool) -> None:
         """Launch every Envoy, then wait for each: they load side by side."""
@@ -279,6 +270,7 @@ class Stack:
         self._start_control_plane()
         assert self.xds is not None and self.control_plane is not None
         waits = [proxy.redirect(("127.0.0.1", self.xds.port)) for proxy in self.proxies]
+        self.grpc.redirect(("127.0.0.1", self.xds.port))
         deadline = time.monotonic() + reconnect_timeout
         for wait in waits:
             wait(max(deadline - time.monotonic(), 0.0))
@@ -311,16 +303,18 @@ class Stack:
         for service in resources.services:
             key = service.metadata
             named = (endpoints or {}).get(key.namespace, {}).get(key.name)
-            if named is None:
-                found = self.pods.endpoints(key.namespace, key.name)
-            else:
-                found = tuple(
-                    address
-                    for pod in named
-                    if (address := self.pods.endpoint_of(key.namespace, pod)) is not None
-                )
-            addresses = tuple(Endpoint(address, port) for address, port in found)
             for port in service.ports:
+                # With gRPC clients, the `grpc` port is the pods' gRPC servers.
+                grpc = self.settings.grpc_clients > 0 and port.name == "grpc"
+                if named is None:
+                    found = self.pods.endpoints(key.namespace, key.name, grpc=grpc)
+                else:
+                    found = tuple(
+                        address
+                        for pod in named
+                        if (address := self.pods.endpoint_of(key.namespace, pod, grpc=grpc))
+                    )
+                addresses = tuple(Endpoint(address, number) for address, number in found)
                 resources = resources.with_endpoints(
                     ServiceEndpoints(key.namespace, key.name, port.port, addresses)
                 )
@@ -360,6 +354,8 @@ class Stack:
             or last.snapshot.version != snapshot.version
         ):
             self.published(snapshot)
+        proxyless = self.published_proxyless_snapshot()
+        self.grpc.observe(proxyless, self.control_plane_starts, time.monotonic)
         return result
 
     def published(self, snapshot: Snapshot) -> None:
@@ -423,6 +419,10 @@ class Stack:
 
     def published_snapshot(self) -> Snapshot | None:
         return self.cache.get_snapshot(self.settings.node_id)
+
+    def published_proxyless_snapshot(self) -> Snapshot | None:
+        node_id = self.settings.proxyless_node_id
+        return self.cache.get_snapshot(node_id) if node_id is not None else None
 
     def envoy_view(self, proxy: int = 0) -> EnvoyView:
         """What a proxy's Envoy holds now (its admin timeouts grow with the published

@@ -39,6 +39,7 @@ __all__ = [
     "CATALOGUE_ROUTES",
     "FAULTS",
     "GATEWAY",
+    "GRPC_PORT",
     "HOOKS",
     "LISTENERS",
     "LOAD_BALANCERS",
@@ -59,6 +60,9 @@ NAMESPACE = "default"
 GATEWAY = "gw"
 GATEWAY_CLASS = "routeproof"
 SERVICE_PORT = 8080
+GRPC_PORT = 9090
+"""With proxyless gRPC clients, each Service also offers this port, named `grpc` (the one the
+proxyless translation dials); its endpoints are the pods' gRPC servers."""
 TLS_SECRET = "example-tls"
 EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -221,9 +225,16 @@ def _backend_traffic_policy(load_balancer: str) -> dict[str, Any]:
     }
 
 
-def manifests(world: World, load_balancer: str | None = None) -> str:
+def _service_ports(grpc: bool) -> list[dict[str, Any]]:
+    if not grpc:
+        return [{"port": SERVICE_PORT}]
+    return [{"name": "http", "port": SERVICE_PORT}, {"name": "grpc", "port": GRPC_PORT}]
+
+
+def manifests(world: World, load_balancer: str | None = None, *, grpc: bool = False) -> str:
     """The world as the multi-document YAML a user would apply; `load_balancer` adds a
-    Gateway-wide BackendTrafficPolicy (cluster tuning the model need not know about)."""
+    Gateway-wide BackendTrafficPolicy (cluster tuning the model need not know about); `grpc`
+    gives every Service a `grpc` port beside its HTTP one (for proxyless clients)."""
     certificate, key = _tls_files()
     documents: list[dict[str, Any]] = [
         {
@@ -247,7 +258,7 @@ def manifests(world: World, load_balancer: str | None = None) -> str:
                 "apiVersion": "v1",
                 "kind": "Service",
                 "metadata": _metadata(service.name),
-                "spec": {"ports": [{"port": SERVICE_PORT}]},
+                "spec": {"ports": _service_ports(grpc)},
             }
         )
     documents += [_http_route(route) for route in world.routes]
@@ -256,9 +267,9 @@ def manifests(world: World, load_balancer: str | None = None) -> str:
     return yaml.safe_dump_all(documents, sort_keys=False)
 
 
-def load_world(world: World, load_balancer: str | None = None) -> Resources:
+def load_world(world: World, load_balancer: str | None = None, *, grpc: bool = False) -> Resources:
     """The world written as manifests and read by the control plane's real manifest loader."""
-    return load_manifests(manifests(world, load_balancer))
+    return load_manifests(manifests(world, load_balancer, grpc=grpc))
 
 
 # ------------------------------------------------------------ direct to Resources
@@ -314,7 +325,18 @@ def _http_route_resource(route: Route) -> gatewayapi.HTTPRoute:
     )
 
 
-def to_resources(world: World, load_balancer: str | None = None) -> Resources:
+def _service_port_resources(grpc: bool) -> tuple[gatewayapi.ServicePort, ...]:
+    if not grpc:
+        return (gatewayapi.ServicePort(SERVICE_PORT),)
+    return (
+        gatewayapi.ServicePort(SERVICE_PORT, name="http"),
+        gatewayapi.ServicePort(GRPC_PORT, name="grpc"),
+    )
+
+
+def to_resources(
+    world: World, load_balancer: str | None = None, *, grpc: bool = False
+) -> Resources:
     """The world as the control plane's store, built directly: what `load_world` reads from
     `manifests`, without the YAML round trip each operation would otherwise pay."""
     certificate, key = _tls_files()
@@ -336,7 +358,7 @@ def to_resources(world: World, load_balancer: str | None = None) -> Resources:
         gateways=(_gateway_resource(world),),
         http_routes=tuple(_http_route_resource(route) for route in world.routes),
         services=tuple(
-            gatewayapi.Service(_meta(service.name), ports=(gatewayapi.ServicePort(SERVICE_PORT),))
+            gatewayapi.Service(_meta(service.name), ports=_service_port_resources(grpc))
             for service in world.services
         ),
         secrets=(

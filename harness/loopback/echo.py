@@ -6,6 +6,9 @@ The JSON follows the Gateway API conformance echo server ("echo-basic"): `path` 
 Name:value,Name2:value2` adds response headers, and the path `/status/NNN` picks the status
 (unlike echo-basic, the body is still the echo JSON, so even a 503 says who answered).
 
+A backend may carry a gRPC sibling (`grpc=True`): a `GrpcEchoPod` under the same pod name on a
+port of its own, started and stopped with it, for proxyless gRPC clients.
+
 A backend is a ThreadingHTTPServer on 127.0.0.1 port 0 with Nagle off (Python's default costs
 ~23 ms per response). Stopping a backend also shuts its open connections down: a stopped pod
 must not keep answering on connections Envoy pooled before it was removed.
@@ -26,6 +29,8 @@ from types import TracebackType
 from typing import Any
 
 import attrs
+
+from harness.loopback.grpc_echo import GrpcEchoPod
 
 __all__ = ["EchoBackend", "EchoFleet", "EchoReply", "canonical_header_name"]
 
@@ -254,12 +259,16 @@ class _EchoHandler(BaseHTTPRequestHandler):
 class EchoBackend:
     """One echo pod `<service>-<suffix>` listening on 127.0.0.1 (port chosen by the OS)."""
 
-    def __init__(self, namespace: str, service: str, suffix: str, *, ingress: str = "") -> None:
+    def __init__(
+        self, namespace: str, service: str, suffix: str, *, ingress: str = "", grpc: bool = False
+    ) -> None:
         if not namespace or not service or not suffix:
             raise ValueError("namespace, service and suffix must be non-empty")
         self.identity = _PodIdentity(
             namespace=namespace, service=service, pod=f"{service}-{suffix}", ingress=ingress
         )
+        self.grpc = GrpcEchoPod(namespace, service, self.identity.pod) if grpc else None
+        """The pod's gRPC server, if it has one."""
         self._server: _EchoServer | None = None
         self._thread: threading.Thread | None = None
         self._address: tuple[str, int] | None = None
@@ -283,6 +292,11 @@ class EchoBackend:
         return self._address
 
     @property
+    def grpc_endpoint(self) -> tuple[str, int] | None:
+        """Where the gRPC sibling listens (None without one)."""
+        return self.grpc.endpoint if self.grpc is not None else None
+
+    @property
     def address(self) -> str:
         return self.endpoint[0]
 
@@ -301,6 +315,8 @@ class EchoBackend:
     def start(self) -> EchoBackend:
         if self._server is not None:
             return self
+        if self.grpc is not None:
+            self.grpc.start()
         server = _EchoServer(self.identity)
         host, port = server.server_address[:2]
         self._address = (str(host), int(port))
@@ -315,6 +331,8 @@ class EchoBackend:
 
     def stop(self) -> None:
         """Stop accepting, cut open connections, close the socket. Idempotent."""
+        if self.grpc is not None:
+            self.grpc.stop()
         server, thread = self._server, self._thread
         self._server = self._thread = None
         if server is None:
@@ -345,8 +363,10 @@ class EchoFleet:
     """The pods of every Service: scale each up or down (to zero too) by starting/stopping
     backends. Suffixes are never reused, so a pod name always means one process lifetime."""
 
-    def __init__(self, *, ingress: str = "") -> None:
+    def __init__(self, *, ingress: str = "", grpc: bool = False) -> None:
+        """`grpc`: every pod also runs a gRPC echo server (`EchoBackend.grpc`)."""
         self._ingress = ingress
+        self._grpc = grpc
         self._pods: dict[tuple[str, str], list[EchoBackend]] = {}
         self._next_suffix: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
@@ -361,7 +381,9 @@ class EchoFleet:
             while len(pods) < replicas:
                 suffix = self._next_suffix.get(key, 0)
                 self._next_suffix[key] = suffix + 1
-                backend = EchoBackend(namespace, service, str(suffix), ingress=self._ingress)
+                backend = EchoBackend(
+                    namespace, service, str(suffix), ingress=self._ingress, grpc=self._grpc
+                )
                 pods.append(backend.start())
             while len(pods) > replicas:
                 pods.pop().stop()
@@ -380,7 +402,9 @@ class EchoFleet:
                 if pod in present:
                     continue
                 suffix = pod.removeprefix(prefix)
-                backend = EchoBackend(namespace, service, suffix, ingress=self._ingress)
+                backend = EchoBackend(
+                    namespace, service, suffix, ingress=self._ingress, grpc=self._grpc
+                )
                 running.append(backend.start())
                 present.add(pod)
                 if suffix.isdigit():
@@ -398,17 +422,25 @@ class EchoFleet:
         for backend in stopping:
             backend.stop()
 
-    def endpoint_of(self, namespace: str, pod: str) -> tuple[str, int] | None:
+    def endpoint_of(
+        self, namespace: str, pod: str, *, grpc: bool = False
+    ) -> tuple[str, int] | None:
+        """Where the pod serves HTTP (with `grpc`, gRPC), if it runs (and has a gRPC server)."""
         with self._lock:
             for (pod_namespace, _), running in self._pods.items():
                 for backend in running:
                     if pod_namespace == namespace and backend.pod == pod:
-                        return backend.endpoint
+                        return backend.grpc_endpoint if grpc else backend.endpoint
         return None
 
-    def endpoints(self, namespace: str, service: str) -> tuple[tuple[str, int], ...]:
+    def endpoints(
+        self, namespace: str, service: str, *, grpc: bool = False
+    ) -> tuple[tuple[str, int], ...]:
         with self._lock:
-            return tuple(pod.endpoint for pod in self._pods.get((namespace, service), ()))
+            pods = self._pods.get((namespace, service), ())
+            if not grpc:
+                return tuple(pod.endpoint for pod in pods)
+            return tuple(found for pod in pods if (found := pod.grpc_endpoint) is not None)
 
     def backends(self, namespace: str, service: str) -> tuple[EchoBackend, ...]:
         with self._lock:

@@ -5,10 +5,13 @@ gRPC keeps one xDS client per process (per bootstrap), so each proxyless client 
 process with its bootstrap in `GRPC_XDS_BOOTSTRAP_CONFIG`; killing the child is how a client
 restarts. The harness talks to it in JSON lines on stdin/stdout:
 
-- `{"op": "call", "host": H, "timeout": T}`: one unary RPC on the channel `xds:///H` (one
+- `{"op": "call", "host": H, "timeout": T, "method": M}`: one unary RPC of method M (default
+  `grpc_echo.ECHO_METHOD`) on the channel `xds:///H` (one
   channel per hostname, kept open across calls as a real client keeps it, so it meets updates,
   not fresh subscriptions). The answer is the status code name, the echo reply (which pod) or
   the error details.
+- `{"op": "calls", "calls": [[H, M, T], ...]}`: those RPCs all at once (each as `call`), so
+  a batch costs its longest deadline, not their sum; the answers in order.
 - `{"op": "csds"}`: the client's own view of every resource it subscribed to (CSDS, from
   `grpc._cython.cygrpc.dump_xds_configs()`): type, name, version, status (REQUESTED, ACKED,
   NACKED, DOES_NOT_EXIST, ...) and the NACK's error.
@@ -25,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -115,14 +118,20 @@ class ProxylessClient:
         self._ask({"op": "hello"}, timeout=30.0)
         return self
 
-    def call(self, host: str, timeout: float = 1.0) -> GrpcOutcome:
-        answer = self._ask({"op": "call", "host": host, "timeout": timeout}, timeout + 5.0)
-        return GrpcOutcome(
-            code=str(answer["code"]),
-            pod=str(answer.get("pod", "")),
-            service=str(answer.get("service", "")),
-            details=str(answer.get("details", "")),
-        )
+    def call(self, host: str, timeout: float = 1.0, method: str | None = None) -> GrpcOutcome:
+        """One RPC to `xds:///<host>`; `method` is its path, `/service/method`."""
+        command: dict[str, Any] = {"op": "call", "host": host, "timeout": timeout}
+        if method is not None:
+            command["method"] = method
+        return _outcome(self._ask(command, timeout + 5.0))
+
+    def calls(self, calls: Sequence[tuple[str, str, float]]) -> tuple[GrpcOutcome, ...]:
+        """The RPCs (host, method, timeout) sent side by side; their outcomes in order."""
+        if not calls:
+            return ()
+        longest = max(timeout for _, _, timeout in calls)
+        answer = self._ask({"op": "calls", "calls": [list(item) for item in calls]}, longest + 5)
+        return tuple(_outcome(item) for item in answer["outcomes"])
 
     def csds(self) -> tuple[CsdsResource, ...]:
         answer = self._ask({"op": "csds"}, 5.0)
@@ -205,6 +214,15 @@ class ProxylessClient:
         return line
 
 
+def _outcome(answer: Mapping[str, Any]) -> GrpcOutcome:
+    return GrpcOutcome(
+        code=str(answer["code"]),
+        pod=str(answer.get("pod", "")),
+        service=str(answer.get("service", "")),
+        details=str(answer.get("details", "")),
+    )
+
+
 # ---------------------------------------------------------------------- the child process
 
 
@@ -218,12 +236,25 @@ def _serve() -> None:
 
     channels: dict[str, grpc.Channel] = {}
 
-    def call(host: str, timeout: float) -> dict[str, Any]:
+    def channel_of(host: str) -> grpc.Channel:
         channel = channels.get(host)
         if channel is None:
             channel = channels[host] = grpc.insecure_channel(f"xds:///{host}")
+        return channel
+
+    def call(host: str, timeout: float, method: str) -> dict[str, Any]:
+        return result(channel_of(host).unary_unary(method).future(b"", timeout=timeout))
+
+    def calls(items: list[Any]) -> dict[str, Any]:
+        futures = [
+            channel_of(str(host)).unary_unary(str(method)).future(b"", timeout=float(timeout))
+            for host, method, timeout in items
+        ]
+        return {"outcomes": [result(future) for future in futures]}
+
+    def result(future: Any) -> dict[str, Any]:
         try:
-            body = channel.unary_unary(ECHO_METHOD)(b"", timeout=timeout)
+            body = future.result()
         except grpc.RpcError as error:
             code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
             details = error.details() if hasattr(error, "details") else str(error)
@@ -259,7 +290,10 @@ def _serve() -> None:
             if op == "hello":
                 answer: dict[str, Any] = {"ok": True}
             elif op == "call":
-                answer = call(str(command["host"]), float(command["timeout"]))
+                method = str(command.get("method", ECHO_METHOD))
+                answer = call(str(command["host"]), float(command["timeout"]), method)
+            elif op == "calls":
+                answer = calls(list(command["calls"]))
             elif op == "csds":
                 answer = csds()
             elif op == "forget":

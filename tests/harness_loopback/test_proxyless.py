@@ -161,3 +161,29 @@ def test_a_client_that_dies_is_reported_with_its_stderr():
     finally:
         client.stop()
     assert not client.running
+
+
+def test_a_batch_of_calls_goes_out_side_by_side_and_names_each_method(pods):
+    a, _ = pods
+    cache = SnapshotCache()
+    cache.set_snapshot(NODE, _world({"svc-a": (a.endpoint[1],)}, "svc-a"))
+    with (
+        XdsServer(cache) as server,
+        ProxylessClient(server.address, NODE) as client,
+    ):
+        assert client.call("echo.test", timeout=5.0, method="/x.Y/Z").pod == "svc-a-0"
+        started = time.monotonic()
+        outcomes = client.calls(
+            [
+                ("echo.test", "/routeproof.Echo/Call", 5.0),
+                ("echo.test", "/routeproof.Echo/Status14", 5.0),
+                *[(f"absent-{n}.test", "/routeproof.Echo/Call", 0.3) for n in range(4)],
+            ]
+        )
+        seconds = time.monotonic() - started
+        assert [outcome.code for outcome in outcomes] == ["OK", "UNAVAILABLE"] + [
+            "DEADLINE_EXCEEDED"
+        ] * 4
+        assert outcomes[0].pod == "svc-a-0"
+        assert seconds < 4 * 0.3  # side by side: about the longest deadline, not the sum
+        assert client.calls([]) == ()

@@ -1,6 +1,7 @@
 """The invariants checked after every step, one idea per module; `Session.check` orders them."""
 
 from harness.lockstep.invariants.counters import EnvoyCounters, allowed_removals
+from harness.lockstep.invariants.grpc import grpc_violations
 from harness.lockstep.invariants.liveness import (
     RECONCILE_SLACK,
     liveness_violations,
@@ -14,7 +15,12 @@ from harness.lockstep.invariants.routing import (
     routing_violations,
 )
 from harness.lockstep.invariants.subscriptions import FetchTimeouts
-from harness.lockstep.invariants.window import Sample, WindowProbe, window_violations
+from harness.lockstep.invariants.window import (
+    Sample,
+    WindowProbe,
+    replaced_ports,
+    window_violations,
+)
 from harness.lockstep.verdict import InvariantViolated, Strength, Violation
 
 __all__ = [
@@ -29,9 +35,11 @@ __all__ = [
     "Violation",
     "WindowProbe",
     "allowed_removals",
+    "grpc_violations",
     "liveness_violations",
     "observed_outcome",
     "readiness_violations",
+    "replaced_ports",
     "routing_violations",
     "step_bound",
     "window_violations",

@@ -9,8 +9,9 @@ Hitless updates (the rule it checks): a request whose expected outcome is the sa
 after the step must not get anything else in between; one whose outcome changes may only get an
 answer of a configuration the proxy may pass through (`ModelState.passing`: the old one, what a
 held connection queued, the new one). Steps that restart the proxy are not hitless by nature,
-and requests to a listener that serves on another address after the step are left out (a
-listener replaced rather than updated in place binds a new port), as are probes without an
+and requests to a listener that serves on another address after the step, or that the control
+plane removed at some moment of the step, are left out (a listener replaced rather than updated
+in place binds anew, and the OS may hand it the very port it had), as are probes without an
 answer (`INCONCLUSIVE`; the sweep after the step still judges every request).
 """
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -26,8 +29,12 @@ from harness.lockstep.invariants.routing import Addresses, Mismatch, observed_ou
 from harness.lockstep.verdict import Violation
 from harness.loopback.probe import ProbeResult
 from model import Outcome, Request
+from sut.xds import ResourceType, Snapshot
 
-__all__ = ["Sample", "WindowProbe", "window_violations"]
+if TYPE_CHECKING:
+    from harness.lockstep.stack import ListenerOrigin
+
+__all__ = ["Sample", "WindowProbe", "replaced_ports", "window_violations"]
 
 INCONCLUSIVE = frozenset({"timeout", "closed", "reset"})
 """Probe failures that say nothing about which configuration served: no answer in time (a
@@ -124,3 +131,22 @@ def window_violations(
             tuple(m.describe() for m in found[:8]),
         )
     ]
+
+
+def replaced_ports(
+    snapshots: Sequence[Snapshot], origins: Mapping[str, ListenerOrigin]
+) -> frozenset[tuple[int, str]]:
+    """Gateway ports (port, scheme) whose Envoy listener one of `snapshots` (what the proxy held
+    at the step's start, then what was published during it, in order) removed from the one
+    before: that listener was replaced, not updated in place. Its address may be the same after
+    the step, so comparing addresses cannot tell."""
+    replaced: set[tuple[int, str]] = set()
+    for before, after in pairwise(snapshots):
+        gone = set(before.of_type(ResourceType.LISTENER)) - set(
+            after.of_type(ResourceType.LISTENER)
+        )
+        for name in gone:
+            origin = origins.get(name)
+            if origin is not None:
+                replaced.add((origin.port, origin.protocol.lower()))
+    return frozenset(replaced)

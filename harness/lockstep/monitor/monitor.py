@@ -493,6 +493,13 @@ class ProtocolMonitor:
                 for name in stream.types[type_url].subscribed
             }
 
+    def delivered(self, type_url: str, name: str, version: str) -> bytes | None:
+        """The content the client was last sent under (type, name, version), if it was."""
+        with self._lock:
+            self.sync()
+            known = self._received.get((type_url, name, version))
+            return known.body if known is not None else None
+
     # ------------------------------------------------------------------- helpers
 
     def _lifetime_of(self, connection: int, at: float) -> int:
