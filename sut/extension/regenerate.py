@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2
@@ -31,6 +31,7 @@ from google.protobuf.descriptor import FileDescriptor
 __all__ = [
     "GENERATED_DIR",
     "PROTO_FILE",
+    "command_line",
     "compile_stubs",
     "descriptor_set",
     "imported_modules",
@@ -132,26 +133,41 @@ def compile_stubs(
     return tuple(sorted(written))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m sut.extension.regenerate",
-        description="Regenerate sut/extension/generated/ from the extension service's .proto.",
-    )
+def command_line(
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    description: str,
+    default_dir: Path,
+    generate: Callable[[Path], tuple[Path, ...]],
+) -> int:
+    """The `--output DIR` command line every stub generator of the project shares."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--output",
         type=Path,
-        default=GENERATED_DIR,
-        help=f"directory to write into (default: {GENERATED_DIR})",
+        default=default_dir,
+        help=f"directory to write into (default: {default_dir})",
     )
     arguments = parser.parse_args(argv)
     try:
-        written = regenerate(arguments.output)
+        written = generate(arguments.output)
     except (RuntimeError, ValueError, ImportError) as error:
         print(f"regenerate: {error}", file=sys.stderr)
         return 2
     for path in written:
         print(path)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return command_line(
+        argv,
+        prog="python -m sut.extension.regenerate",
+        description="Regenerate sut/extension/generated/ from the extension service's .proto.",
+        default_dir=GENERATED_DIR,
+        generate=regenerate,
+    )
 
 
 if __name__ == "__main__":

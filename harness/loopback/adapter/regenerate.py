@@ -9,12 +9,11 @@ protoc sees `proto/routeproof/adapter/v1/` under the virtual path
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sut.extension.regenerate import compile_stubs
+from sut.extension.regenerate import command_line, compile_stubs
 
 __all__ = ["GENERATED_DIR", "PROTO_FILE", "regenerate"]
 
@@ -35,25 +34,13 @@ def regenerate(output_dir: Path = GENERATED_DIR) -> tuple[Path, ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    return command_line(
+        argv,
         prog="python -m harness.loopback.adapter.regenerate",
         description="Regenerate harness/loopback/adapter/generated/ from the adapter .proto.",
+        default_dir=GENERATED_DIR,
+        generate=regenerate,
     )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=GENERATED_DIR,
-        help=f"directory to write into (default: {GENERATED_DIR})",
-    )
-    arguments = parser.parse_args(argv)
-    try:
-        written = regenerate(arguments.output)
-    except (RuntimeError, ValueError, ImportError) as error:
-        print(f"regenerate: {error}", file=sys.stderr)
-        return 2
-    for path in written:
-        print(path)
-    return 0
 
 
 if __name__ == "__main__":
