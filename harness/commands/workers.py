@@ -41,6 +41,9 @@ from harness.commands.check import (
 )
 from harness.lockstep.machine import Progress
 
+UNBOUNDED_EXAMPLES = 10_000
+"""A search given this many examples or more is bounded by its time budget alone."""
+
 __all__ = ["Search", "check_on_workers", "search_each", "worker_pool", "worker_seed"]
 
 
@@ -185,8 +188,11 @@ def _search(search: Search) -> CheckResult:
     stop = _pool_stop
     report = None
     if search.report_progress:
-        budgeted = search.options.budget_seconds is not None  # then examples are unbounded
-        report = progress_printer(search.label, 0 if budgeted else search.options.max_examples)
+        # A time-budgeted search without an example budget runs up to a huge max_examples.
+        unbounded = search.options.budget_seconds is not None and search.options.max_examples >= (
+            UNBOUNDED_EXAMPLES
+        )
+        report = progress_printer(search.label, 0 if unbounded else search.options.max_examples)
     result = run_check(
         search.options,
         report,
