@@ -44,7 +44,7 @@ goldens: $(STAMP)
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 
 mutants-table: $(STAMP)
-	$(PY) -m harness mutants --xds both --readme README.md --witnesses tests/harness_commands/witnesses \
+	$(PY) -m harness mutants --xds both --transport all --readme README.md --witnesses tests/harness_commands/witnesses \
 		--workers $(WORKERS)
 
 clean:

@@ -288,9 +288,8 @@ def describe_settings(stack: StackSettings) -> str:
     fleet = f"{stack.proxies} prox{'y' if stack.proxies == 1 else 'ies'}"
     if stack.grpc_clients:
         fleet += f", {stack.grpc_clients} gRPC client{'' if stack.grpc_clients == 1 else 's'}"
-    return (
-        f"{stack.mode}, {fleet}, failure policy {stack.failure_policy}, mutants {mutants}{strict}"
-    )
+    policy = f"failure policy {stack.failure_policy}"
+    return f"{stack.mode}, {stack.transport}, {fleet}, {policy}, mutants {mutants}{strict}"
 
 
 def format_steps(steps: Sequence[Sequence[Operation]]) -> list[str]:
@@ -351,6 +350,7 @@ def save_replay(
             "translation_budget": stack.translation_budget,
             "proxies": stack.proxies,
             "grpc_clients": stack.grpc_clients,
+            "transport": stack.transport,
         },
         "steps": [json.loads(encode_operations(list(step))) for step in failure.steps],
     }
@@ -364,7 +364,7 @@ Steps = list[list[Operation]]
 def load_replay(path: Path) -> tuple[StackSettings, Steps]:
     """Settings and steps of a replay file; raises ValueError naming the problem. A file of
     plain `operations` (older ones) is one operation per step; one without `proxies` ran on a
-    single proxy, one without `grpc_clients` on none."""
+    single proxy, one without `grpc_clients` on none, one without `transport` over ADS."""
     try:
         document = json.loads(path.read_text())
         config = document["settings"]
@@ -377,6 +377,7 @@ def load_replay(path: Path) -> tuple[StackSettings, Steps]:
             translation_budget=float(config.get("translation_budget", 0.5)),
             proxies=int(config.get("proxies", 1)),
             grpc_clients=int(config.get("grpc_clients", 0)),
+            transport=config.get("transport", "ads"),
         )
         if "steps" in document:
             steps = [decode_operations(json.dumps(step)) for step in document["steps"]]
@@ -391,6 +392,11 @@ def load_replay(path: Path) -> tuple[StackSettings, Steps]:
                 raise ValueError(
                     f"{path}: {operation.describe()!r} targets a proxy the fleet of"
                     f" {stack.proxies} does not have"
+                )
+            if getattr(operation, "stream", None) is not None and stack.transport != "per-type":
+                raise ValueError(
+                    f"{path}: {operation.describe()!r} needs the per-type transport, and the"
+                    f" file ran over {stack.transport}"
                 )
     return stack, steps
 

@@ -87,10 +87,20 @@ def _add_sut_options(parser: argparse.ArgumentParser, *, both: bool = False) -> 
         help="seconds the extension hooks of one reconcile may take together; the liveness"
         " bound is built on it (default: %(default)s)",
     )
-    _add_proxies_option(parser)
+    _add_proxies_option(parser, every_transport=both)
 
 
-def _add_proxies_option(parser: argparse.ArgumentParser) -> None:
+TRANSPORTS = ("ads", "per-type")
+
+
+def _add_proxies_option(parser: argparse.ArgumentParser, *, every_transport: bool = True) -> None:
+    parser.add_argument(
+        "--transport",
+        choices=[*TRANSPORTS, "all"] if every_transport else list(TRANSPORTS),
+        default="ads",
+        help="how the Envoys fetch: one ADS stream, or a stream per type (each through a relay"
+        " of its own); all = both, one after the other (default: %(default)s)",
+    )
     parser.add_argument(
         "--proxies",
         type=int,
@@ -109,7 +119,10 @@ def _add_proxies_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _stack_settings(args: argparse.Namespace, mode: str) -> StackSettings:
+def _stack_settings(
+    args: argparse.Namespace, mode: str, transport: str | None = None
+) -> StackSettings:
+    """The settings the options say, in `mode` and `transport` (default: `--transport`)."""
     from harness.lockstep.stack import StackSettings
     from sut.controlplane import FailurePolicy
     from sut.mutants import Mutants
@@ -125,6 +138,7 @@ def _stack_settings(args: argparse.Namespace, mode: str) -> StackSettings:
         translation_budget=args.translation_budget,
         proxies=args.proxies,
         grpc_clients=args.grpc_clients,
+        transport=transport or args.transport,  # type: ignore[arg-type]
     )
 
 
@@ -139,6 +153,20 @@ def _add_workers_option(parser: argparse.ArgumentParser, what: str) -> None:
 
 def _modes(args: argparse.Namespace) -> list[str]:
     return ["delta", "sotw"] if args.xds == "both" else [args.xds]
+
+
+def _transports(args: argparse.Namespace) -> list[str]:
+    return list(TRANSPORTS) if args.transport == "all" else [args.transport]
+
+
+def _variants(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Every (mode, transport) `--xds` and `--transport` name: up to four."""
+    return [(mode, transport) for transport in _transports(args) for mode in _modes(args)]
+
+
+def variant_label(mode: str, transport: str) -> str:
+    """How runs name a variant: the mode alone over ADS (as always), else "delta per-type"."""
+    return mode if transport == "ads" else f"{mode} {transport}"
 
 
 def _scenario(args: argparse.Namespace) -> int:
@@ -187,8 +215,9 @@ def _check(args: argparse.Namespace) -> int:
         if args.stats:
             print(format_kinds(kinds))
 
-    for mode in _modes(args):
-        settings = _stack_settings(args, mode)
+    for mode, transport in _variants(args):
+        label = variant_label(mode, transport)
+        settings = _stack_settings(args, mode, transport)
         options = CheckOptions(
             stack=settings,
             max_examples=args.max_examples,
@@ -205,9 +234,9 @@ def _check(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         if args.workers > 1:
-            result = check_on_workers(options, args.workers, mode)
+            result = check_on_workers(options, args.workers, label)
         else:
-            result = run_check(options, progress_printer(mode, args.max_examples))
+            result = run_check(options, progress_printer(label, args.max_examples))
         total_examples += result.examples
         total_steps += result.steps
         kinds.update(result.kinds)
@@ -222,15 +251,16 @@ def _check(args: argparse.Namespace) -> int:
             print(
                 f"time to first failure {first:.1f} s, to the shrunk result {result.seconds:.1f} s"
             )
-            print(f"check: counterexample in {len(result.failure.steps)} steps ({mode})")
+            print(f"check: counterexample in {len(result.failure.steps)} steps ({label})")
             return EXIT_FAILED
         print(
-            f"[{mode}] passed {result.examples} examples, {result.steps} steps in"
+            f"[{label}] passed {result.examples} examples, {result.steps} steps in"
             f" {result.seconds:.0f} s ({result.steps / max(result.seconds, 1e-9):.1f} steps/s)",
             file=sys.stderr,
         )
     stats()
-    print(f"check: passed {total_examples} examples, {total_steps} steps ({args.xds})")
+    variants = args.xds if args.transport == "ads" else f"{args.xds}, {args.transport}"
+    print(f"check: passed {total_examples} examples, {total_steps} steps ({variants})")
     return EXIT_OK
 
 
@@ -253,6 +283,7 @@ def _mutants(args: argparse.Namespace) -> int:
     print(f"mutants: {args.workers} worker(s), {args.proxies} proxy(ies){clients}", file=sys.stderr)
     table = run_kill_table(
         _modes(args),
+        transports=_transports(args),
         examples=args.examples,
         budget_seconds=args.budget_seconds,
         steps=args.steps,

@@ -119,7 +119,9 @@ def _failure(session: Session, violations: Sequence[Violation]) -> Failure:
 def run_explore(
     options: ExploreOptions, on_progress: Callable[[str], None] | None = None
 ) -> ExploreResult:
-    letters = options.letters or alphabet(options.alphabet, options.stack.proxies)
+    letters = options.letters or alphabet(
+        options.alphabet, options.stack.proxies, options.stack.transport
+    )
     the_plan = plan(
         initial_model(options.stack), letters, options.depth, exhaustive=options.exhaustive
     )
@@ -184,10 +186,14 @@ def _results(
 
 
 def coverage_summary(options: ExploreOptions, result: ExploreResult) -> str:
-    letters = options.letters or alphabet(options.alphabet, options.stack.proxies)
+    letters = options.letters or alphabet(
+        options.alphabet, options.stack.proxies, options.stack.transport
+    )
     the_plan = result.plan
     pruning = "no pruning" if the_plan.exhaustive else "pruned on abstract states"
     fleet = f", {options.stack.proxies} proxies" if options.stack.proxies > 1 else ""
+    if options.stack.transport != "ads":
+        fleet = f" {options.stack.transport}{fleet}"
     return (
         f"explore: {options.stack.mode}{fleet}, depth {the_plan.depth}, {options.alphabet} alphabet"
         f" ({len(letters)} letters), {pruning}: {the_plan.states} abstract states"
@@ -210,7 +216,7 @@ def print_progress(label: str) -> Callable[[str], None]:
 def add_explore_command(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     add_sut_options: Callable[..., None],
-    stack_settings: Callable[[argparse.Namespace, str], StackSettings],
+    stack_settings: Callable[[argparse.Namespace, str, str], StackSettings],
 ) -> None:
     parser = commands.add_parser(
         "explore",
@@ -248,7 +254,8 @@ def add_explore_command(
 
 
 def _explore(
-    args: argparse.Namespace, stack_settings: Callable[[argparse.Namespace, str], StackSettings]
+    args: argparse.Namespace,
+    stack_settings: Callable[[argparse.Namespace, str, str], StackSettings],
 ) -> int:
     from harness.commands.check import (
         describe_settings,
@@ -261,8 +268,9 @@ def _explore(
         print("explore: --depth, --workers and --proxies must be at least 1", file=sys.stderr)
         return 2
     modes = ["delta", "sotw"] if args.xds == "both" else [args.xds]
-    for mode in modes:
-        settings = stack_settings(args, mode)
+    transports = ["ads", "per-type"] if args.transport == "all" else [args.transport]
+    for transport, mode in ((t, m) for t in transports for m in modes):
+        settings = stack_settings(args, mode, transport)
         options = ExploreOptions(
             stack=settings,
             depth=args.depth,
@@ -274,7 +282,8 @@ def _explore(
             f"explore: {describe_settings(settings)}; {options.workers} worker(s)",
             file=sys.stderr,
         )
-        result = run_explore(options, print_progress(f"{mode} depth {args.depth}"))
+        label = mode if transport == "ads" else f"{mode} {transport}"
+        result = run_explore(options, print_progress(f"{label} depth {args.depth}"))
         print(coverage_summary(options, result))
         if args.stats:
             print(format_kinds(result.kinds))
@@ -283,7 +292,8 @@ def _explore(
             report = format_counterexample(result.failure, f"python -m harness replay {path}")
             # Breadth first, shortest first: the failing prefix is already short, not shrunk.
             print(report.replace("counterexample (shrunk):", "counterexample (breadth first):", 1))
-            print(f"explore: counterexample in {len(result.failure.steps)} steps ({mode})")
+            print(f"explore: counterexample in {len(result.failure.steps)} steps ({label})")
             return 1
-    print(f"explore: every sequence passed ({args.xds})")
+    variants = args.xds if args.transport == "ads" else f"{args.xds}, {args.transport}"
+    print(f"explore: every sequence passed ({variants})")
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import attrs
@@ -34,6 +34,7 @@ __all__ = [
     "MutantRun",
     "equivalent_mutants",
     "kill_table_runs",
+    "kill_table_variants",
     "mutant_settings",
     "run_kill_table",
     "update_readme",
@@ -63,11 +64,13 @@ class MutantRun:
     examples: int
     listed: bool = True
     """A row of BUGS.md (False: a bug class added beyond it)."""
+    transport: str = "ads"
 
     def as_json(self) -> dict[str, object]:
         return {
             "name": self.name,
             "mode": self.mode,
+            **({"transport": self.transport} if self.transport != "ads" else {}),
             "killed": self.killed,
             "seconds_to_failure": round(self.seconds_to_failure, 1)
             if self.seconds_to_failure is not None
@@ -103,16 +106,24 @@ class KillTable:
         )
 
     def as_markdown(self) -> str:
+        """A transport column only when some run is not over ADS (an ADS table reads as ever)."""
+        per_type = any(run.transport != "ads" for run in self.runs) or any(
+            " " in label for label, _ in self.baseline
+        )
+        transport = " transport |" if per_type else ""
         lines = [
-            "| mutant | mode | killed | time to first failure | shrunk steps | caught by | from |",
-            "|---|---|---|---|---|---|---|",
+            f"| mutant | mode |{transport} killed | time to first failure | shrunk steps |"
+            " caught by | from |",
+            "|---|---|---|---|---|---|---|" + ("---|" if per_type else ""),
         ]
         for run in self.runs:
             first = f"{run.seconds_to_failure:.1f} s" if run.seconds_to_failure is not None else "-"
             steps = str(run.shrunk_steps) if run.shrunk_steps is not None else "-"
+            column = f" {run.transport} |" if per_type else ""
             lines.append(
-                f"| {run.name} | {run.mode} | {'yes' if run.killed else '**no**'} | {first} |"
-                f" {steps} | {run.invariant or '-'} | {'BUGS.md' if run.listed else 'beyond'} |"
+                f"| {run.name} | {run.mode} |{column} {'yes' if run.killed else '**no**'} |"
+                f" {first} | {steps} | {run.invariant or '-'} |"
+                f" {'BUGS.md' if run.listed else 'beyond'} |"
             )
         verdicts = ", ".join(
             f"{mode}: {'passed' if result.passed else 'FAILED'} ({result.examples} examples,"
@@ -128,14 +139,29 @@ class KillTable:
 
 
 def kill_table_runs(modes: Iterable[str]) -> list[tuple[str, str]]:
-    """(mutant, mode) pairs where the mutant's mechanism exists."""
+    """(mutant, mode) pairs where the mutant's mechanism exists over ADS."""
+    return [(name, mode) for name, mode, _ in kill_table_variants(modes, ("ads",))]
+
+
+def kill_table_variants(
+    modes: Iterable[str], transports: Iterable[str]
+) -> list[tuple[str, str, str]]:
+    """(mutant, mode, transport) where the mutant's mechanism exists (`MutantSpec.modes` and
+    `.transports`)."""
     wanted = list(modes)
+    carriers = list(transports)
     return [
-        (name, mode)
+        (name, mode, transport)
         for name, spec in sorted(MUTANTS.items())
+        for transport in carriers
         for mode in wanted
-        if mode in spec.modes
+        if mode in spec.modes and transport in spec.transports
     ]
+
+
+def variant_label(mode: str, transport: str) -> str:
+    """A variant as runs name it: the mode alone over ADS (as always), else "delta per-type"."""
+    return mode if transport == "ads" else f"{mode} {transport}"
 
 
 def equivalent_mutants() -> list[tuple[str, str]]:
@@ -144,7 +170,7 @@ def equivalent_mutants() -> list[tuple[str, str]]:
 
 
 def mutant_settings(
-    mode: str, mutants: Mutants, proxies: int = 1, grpc_clients: int = 0
+    mode: str, mutants: Mutants, proxies: int = 1, grpc_clients: int = 0, transport: str = "ads"
 ) -> StackSettings:
     """The stack a mutant runs on: its failure policy if it names one, else the default; the
     protocol monitor judges SHOULD rules too (`--strict-protocol`), so a mutant Envoy cannot
@@ -158,6 +184,7 @@ def mutant_settings(
         strict_protocol=True,
         proxies=proxies,
         grpc_clients=grpc_clients,
+        transport=transport,  # type: ignore[arg-type]
     )
 
 
@@ -179,7 +206,7 @@ def _options(
 
 
 def run_kill_table(
-    modes: Iterable[str],
+    modes: Sequence[str],
     *,
     examples: int = TABLE_EXAMPLES,
     budget_seconds: float | None = None,
@@ -192,6 +219,7 @@ def run_kill_table(
     workers: int = 1,
     proxies: int = 1,
     grpc_clients: int = 0,
+    transports: Iterable[str] = ("ads",),
 ) -> KillTable:
     """The baseline per mode, then every (mutant, mode) pair, each within `examples` examples
     (and `budget_seconds`, if given: a cap in wall-clock time on top).
@@ -203,19 +231,32 @@ def run_kill_table(
 
     With `witnesses`, each kill's shrunk counterexample is written there as
     `<mutant>-<mode>.json`: a replay that tells the mutant from the SUT (CI replays them).
-    Every search runs on a fleet of `proxies` Envoys and `grpc_clients` proxyless clients."""
-    modes = list(modes)
+    Every search runs on a fleet of `proxies` Envoys and `grpc_clients` proxyless clients.
+    Each of `transports` is a variant of its own: a baseline per (mode, transport), and each
+    mutant wherever its mechanism exists; a per-type witness is `<mutant>-<mode>-per-type.json`."""
+    carriers = list(transports)
+    variants = [(mode, transport) for transport in carriers for mode in modes]
     selected = set(only) if only is not None else None
     say = on_result or (lambda line: None)
     pairs = [
-        (name, mode)
-        for name, mode in kill_table_runs(modes)
+        (name, mode, transport)
+        for name, mode, transport in kill_table_variants(list(modes), carriers)
         if selected is None or name in selected
     ]
-    stacks = [mutant_settings(mode, Mutants(), proxies, grpc_clients) for mode in modes] + [
-        mutant_settings(mode, Mutants.of([name]), proxies, grpc_clients) for name, mode in pairs
+    stacks = [
+        mutant_settings(mode, Mutants(), proxies, grpc_clients, transport)
+        for mode, transport in variants
+    ] + [
+        mutant_settings(mode, Mutants.of([name]), proxies, grpc_clients, transport)
+        for name, mode, transport in pairs
     ]
-    labels = [f"baseline/{mode}" for mode in modes] + [f"{name}/{mode}" for name, mode in pairs]
+    labels = [f"baseline/{variant_label(*variant)}" for variant in variants] + [
+        f"{name}/{variant_label(mode, transport)}" for name, mode, transport in pairs
+    ]
+    files = [
+        f"{name}-{mode}.json" if transport == "ads" else f"{name}-{mode}-{transport}.json"
+        for name, mode, transport in pairs
+    ]
     searches = [
         Search(_options(stack, examples, budget_seconds, steps, seed), label)
         for stack, label in zip(stacks, labels, strict=True)
@@ -223,22 +264,25 @@ def run_kill_table(
     results: dict[int, CheckResult] = {}
     for index, result in search_each(searches, workers, on_progress):
         results[index] = result
-        if index < len(modes):
+        if index < len(variants):
             _say_baseline(say, labels[index], stacks[index], result)
         else:
-            name, mode = pairs[index - len(modes)]
-            _say_run(say, labels[index], _mutant_run(name, mode, result))
+            name, mode, transport = pairs[index - len(variants)]
+            _say_run(say, labels[index], _mutant_run(name, mode, result, transport))
             if witnesses is not None and result.failure is not None:
-                save_replay(result.failure, stacks[index], witnesses, name=f"{name}-{mode}.json")
-    baseline = tuple((mode, results[index]) for index, mode in enumerate(modes))
+                file = files[index - len(variants)]
+                save_replay(result.failure, stacks[index], witnesses, name=file)
+    baseline = tuple(
+        (variant_label(*variant), results[index]) for index, variant in enumerate(variants)
+    )
     runs = tuple(
-        _mutant_run(name, mode, results[len(modes) + index])
-        for index, (name, mode) in enumerate(pairs)
+        _mutant_run(name, mode, results[len(variants) + index], transport)
+        for index, (name, mode, transport) in enumerate(pairs)
     )
     return KillTable(baseline, runs)
 
 
-def _mutant_run(name: str, mode: str, result: CheckResult) -> MutantRun:
+def _mutant_run(name: str, mode: str, result: CheckResult, transport: str = "ads") -> MutantRun:
     failure = result.failure
     invariants = (
         ", ".join(dict.fromkeys(v.invariant for v in failure.violations)) if failure else ""
@@ -253,6 +297,7 @@ def _mutant_run(name: str, mode: str, result: CheckResult) -> MutantRun:
         seconds=result.seconds,
         examples=result.examples,
         listed=MUTANTS[Mutant(name)].listed,
+        transport=transport,
     )
 
 

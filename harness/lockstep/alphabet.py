@@ -18,7 +18,8 @@ Two alphabets, stated here:
 
 In a fleet (`alphabet(name, proxies)`), each letter on a proxy's connection or process (cut,
 hold, release, restart Envoy) is there once per proxy; hold and restart apply to a proxy whose
-connection flows, release to a held one.
+connection flows, release to a held one. With the per-type transport, each proxy also has a
+letter cutting one type's streams (`PER_TYPE_CUTS`), on a flowing connection only.
 
 Routes are created from the catalogue keyed by name (`worlds.CATALOGUE_ROUTES`): the lowest free
 name gets its catalogue content, so deleting a route and creating one again brings back the
@@ -32,6 +33,7 @@ from collections.abc import Callable
 import attrs
 
 from harness.lockstep.operations import (
+    STREAM_KINDS,
     AddListener,
     CreateRoute,
     CutXds,
@@ -63,7 +65,7 @@ from harness.lockstep.worlds import (
 )
 from model import Backend, ModelState, Route
 
-__all__ = ["ALPHABETS", "COARSE", "FULL", "Letter", "alphabet"]
+__all__ = ["ALPHABETS", "COARSE", "FULL", "PER_TYPE_CUTS", "Letter", "alphabet"]
 
 Build = Callable[[ModelState], Operation | None]
 
@@ -215,22 +217,27 @@ def _if_link(held: bool, operation: Operation) -> Build:
     return lambda model: operation if model.links[target].held == held else None
 
 
-def _link_letters(proxy: int | None) -> list[Letter]:
-    """Cut, hold, release and restart of one proxy (None: the only one, named as always)."""
+def _link_letters(proxy: int | None, streams: tuple[str, ...] = ()) -> list[Letter]:
+    """Cut, hold, release and restart of one proxy (None: the only one, named as always), and
+    a cut of each of `streams` (per-type: one type's streams, on a flowing link only)."""
     of = "" if proxy is None else f" of proxy {proxy}"
     return [
         Letter(f"cut xDS{of}", "cut-xds", _always(CutXds(proxy))),
+        *(
+            Letter(f"cut {kind} streams{of}", "cut-xds", _if_link(False, CutXds(proxy, kind)))
+            for kind in streams
+        ),
         Letter(f"hold xDS{of}", "hold-xds", _if_link(False, HoldXds(proxy))),
         Letter(f"release xDS{of}", "release-xds", _if_link(True, ReleaseXds(proxy))),
         Letter(f"restart Envoy{of}", "restart-envoy", _if_link(False, RestartEnvoy(proxy))),
     ]
 
 
-def _connection(proxies: int) -> list[Letter]:
+def _connection(proxies: int, streams: tuple[str, ...]) -> list[Letter]:
     if proxies == 1:
-        links = _link_letters(None)
+        links = _link_letters(None, streams)
     else:
-        links = [letter for proxy in range(proxies) for letter in _link_letters(proxy)]
+        links = [letter for proxy in range(proxies) for letter in _link_letters(proxy, streams)]
     return [
         Letter("resync", "resync", _always(Resync())),
         *links,
@@ -241,7 +248,7 @@ def _connection(proxies: int) -> list[Letter]:
     ]
 
 
-def _full(proxies: int) -> tuple[Letter, ...]:
+def _full(proxies: int, streams: tuple[str, ...] = ()) -> tuple[Letter, ...]:
     return (
         *(
             Letter(
@@ -291,11 +298,11 @@ def _full(proxies: int) -> tuple[Letter, ...]:
             Letter(f"backend policy {policy or 'none'}", "set-backend-policy", _policy(policy))
             for policy in (None, *LOAD_BALANCERS)
         ),
-        *_connection(proxies),
+        *_connection(proxies, streams),
     )
 
 
-def _coarse(proxies: int) -> tuple[Letter, ...]:
+def _coarse(proxies: int, streams: tuple[str, ...] = ()) -> tuple[Letter, ...]:
     return (
         Letter("fault unavailable on every hook", "extension-fault", _fault("unavailable", None)),
         Letter(
@@ -321,7 +328,7 @@ def _coarse(proxies: int) -> tuple[Letter, ...]:
         Letter("scale svc-b to 0", "scale", _scale("svc-b", 0)),
         Letter("scale svc-b to 2", "scale", _scale("svc-b", 2)),
         Letter("backend policy Random", "set-backend-policy", _policy("Random")),
-        *_connection(proxies),
+        *_connection(proxies, streams),
     )
 
 
@@ -329,10 +336,15 @@ FULL = _full(1)
 COARSE = _coarse(1)
 ALPHABETS = {"full": FULL, "coarse": COARSE}
 _BUILDERS = {"full": _full, "coarse": _coarse}
+PER_TYPE_CUTS = {"full": STREAM_KINDS, "coarse": ("RDS", "EDS")}
+"""The types whose streams each alphabet cuts alone with the per-type transport: every type in
+FULL; in COARSE the two whose streams come and go with the names subscribed."""
 
 
-def alphabet(name: str, proxies: int = 1) -> tuple[Letter, ...]:
-    """The alphabet `name` for a fleet of `proxies`."""
+def alphabet(name: str, proxies: int = 1, transport: str = "ads") -> tuple[Letter, ...]:
+    """The alphabet `name` for a fleet of `proxies` (with "per-type", its per-type cuts too)."""
     if proxies < 1:
         raise ValueError(f"a fleet has at least one proxy, not {proxies}")
+    if transport == "per-type":
+        return _BUILDERS[name](proxies, PER_TYPE_CUTS[name])
     return ALPHABETS[name] if proxies == 1 else _BUILDERS[name](proxies)

@@ -12,13 +12,9 @@ compound rule holds one proxy. A fleet of one draws nothing, so its examples are
 
 from __future__ import annotations
 
-import enum
-import hashlib
-import json
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import attrs
 from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.control import current_build_context
@@ -33,8 +29,10 @@ from hypothesis.stateful import (
     rule,
 )
 
+from harness.lockstep.configuration import configuration_key
 from harness.lockstep.invariants import InvariantViolated, Violation
 from harness.lockstep.operations import (
+    STREAM_KINDS,
     AddListener,
     CreateRoute,
     CutXds,
@@ -287,7 +285,13 @@ class _Machine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def cut_xds(self, data: st.DataObject) -> None:
-        self._do(CutXds(self._target(data, _any)))
+        """Per-type: a flowing proxy may lose one type's streams only; ADS draws nothing more."""
+        target, stream = self._target(data, _any), None
+        if self.stack_settings.transport == "per-type" and _flowing(
+            self.session.model.links[target or 0]
+        ):
+            stream = data.draw(st.sampled_from((None, *STREAM_KINDS)), label="stream")
+        self._do(CutXds(target, stream))
 
     @precondition(lambda self: self._some(_flowing))
     @rule(data=st.data())
@@ -471,29 +475,3 @@ def machine_for(
     machine = type(name, (_Machine,), namespace)
     machine.__qualname__ = name
     return machine
-
-
-def configuration_key(settings: StackSettings) -> str:
-    """The mode, the mutants and a digest of every other setting, stable across processes (a
-    frozenset's order is not: string hashes are salted per process)."""
-    mutants = "+".join(sorted(settings.mutants.names)) or "no mutant"
-    fields = _canonical(settings)
-    assert isinstance(fields, dict)
-    if settings.proxies == 1:
-        del fields["proxies"]  # a fleet of one keys its examples as before fleets existed
-    canonical = json.dumps(fields, sort_keys=True, default=str)
-    digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
-    return f"{settings.mode}, {mutants}, {digest}"
-
-
-def _canonical(value: object) -> object:
-    if attrs.has(type(value)):
-        fields = attrs.fields(type(value))  # type: ignore[arg-type]
-        return {field.name: _canonical(getattr(value, field.name)) for field in fields}
-    if isinstance(value, set | frozenset):
-        return sorted((_canonical(item) for item in value), key=repr)
-    if isinstance(value, list | tuple):
-        return [_canonical(item) for item in value]
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value

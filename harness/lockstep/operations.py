@@ -35,6 +35,7 @@ from sut.extension import Fault, Hook
 __all__ = [
     "OPERATIONS",
     "OPERATION_KINDS",
+    "STREAM_KINDS",
     "AddListener",
     "CreateRoute",
     "CutXds",
@@ -352,22 +353,45 @@ class Resync(Operation):
         stack.reconcile()
 
 
+STREAM_KINDS = ("LDS", "CDS", "RDS", "EDS", "SDS")
+"""The types whose streams a per-type cut may target (`CutXds.stream`)."""
+
+
 @attrs.frozen
 class CutXds(_LinkOperation):
+    """Cut a proxy's xDS connections; with the per-type transport, `stream` cuts only that
+    type's ("RDS": every RouteConfiguration stream of the proxy) while the others flow.
+
+    A cut of one type is offered only on a flowing link: the model's link is the whole proxy
+    (rule 5 makes the cut of a flowing link no change), and it cannot say what a held proxy
+    would have of one type lost and the others queued. Hold and release stay whole-proxy."""
+
     kind = "cut-xds"
     proxy: int | None = _proxy_field()
+    stream: str | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.in_(STREAM_KINDS)),
+        metadata={"omit_if_none": True},
+    )
 
     def describe(self) -> str:
+        if self.stream is not None:
+            return (
+                f"{self._of(f'cut the {self.stream} streams')} (Envoy reconnects them; the other"
+                " types flow on)"
+            )
         return (
             f"{self._of('cut the xDS connection')} (Envoy reconnects on a new stream; what a"
             " held connection had not delivered is lost)"
         )
 
     def on_model(self, model: ModelState) -> ModelState:
+        if self.stream is not None and model.links[self.target].held:
+            raise ValueError(f"a cut of the {self.stream} streams needs a flowing connection")
         return model.cut(self.target)
 
     def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
-        stack.cut_xds(self.target)
+        stack.cut_xds(self.target, self.stream)
         if before.links[self.target].held:
             stack.release_xds(self.target)
 

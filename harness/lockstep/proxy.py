@@ -5,17 +5,24 @@ Replicas of one Gateway share a node id, so the control plane serves them all on
 has its own connection (through its own relay), so holds, cuts and restarts are per replica. Each
 Envoy carries its instance id in its node metadata (`proxy-<i>`): the xDS server's stream
 statuses tell the replicas' streams apart by it (`streams_of`).
+
+With the per-type transport, each type's bootstrap cluster (`PER_TYPE_CLUSTERS`) reaches the
+server through a relay of its own, so one type's streams can be cut while the others flow; all
+of them tap the replica's one monitor (`RelayMux` keeps their connections apart).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from harness.lockstep.envoy_state import EnvoyView, read_envoy_view
 from harness.lockstep.invariants import EnvoyCounters, FetchTimeouts, Violation, counters
 from harness.lockstep.invariants import subscriptions as fetch_timeouts
 from harness.lockstep.monitor.monitor import ProtocolMonitor
+from harness.lockstep.relay_mux import RelayMux
 from harness.loopback import AdsServer, EnvoyBootstrap, EnvoyProcess, XdsMode
+from harness.loopback.bootstrap import PER_TYPE_CLUSTERS, XdsTransport
 from harness.loopback.relay import TcpRelay
 from harness.loopback.spares import SpareEnvoys
 from sut.xds import ResourceType, Snapshot, StreamStatus, XdsServer
@@ -39,11 +46,24 @@ def streams_of(statuses: Sequence[StreamStatus], instance: str) -> list[StreamSt
     return [status for status in statuses if status.node_metadata.get(INSTANCE_KEY) == instance]
 
 
+def _reconnected(relay: TcpRelay, accepted: int, forwarded: int, timeout: float) -> bool:
+    """Wait for a new connection through `relay` to deliver bytes (counts were as given)."""
+    return relay.wait_until(
+        lambda r: r.connections_accepted > accepted and r.bytes_forwarded > forwarded, timeout
+    )
+
+
 class Proxy:
     """Replica `index`: create, `start_relay`, `launch` (then `wait_ready`), always `stop()`."""
 
     def __init__(
-        self, index: int, *, node_id: str, mode: XdsMode, initial_fetch_timeout: float
+        self,
+        index: int,
+        *,
+        node_id: str,
+        mode: XdsMode,
+        initial_fetch_timeout: float,
+        transport: XdsTransport = "ads",
     ) -> None:
         self.index = index
         self.instance = instance_name(index)
@@ -54,7 +74,15 @@ class Proxy:
             answer_bound=0.5 * initial_fetch_timeout, client_versions=self._client_versions
         )
         """The independent judge of this replica's xDS exchange: it sees its relay's bytes."""
-        self.relay = TcpRelay(tap=self.monitor.recorder)
+        self.transport: XdsTransport = transport
+        types = tuple(PER_TYPE_CLUSTERS) if transport == "per-type" else ("ADS",)
+        mux = RelayMux(self.monitor.recorder, len(types))
+        self.relays: dict[str, TcpRelay] = {
+            short: TcpRelay(tap=mux.tap(i)) for i, short in enumerate(types)
+        }
+        """The relay of each xDS connection: "ADS", or one per type ("LDS", "RDS", ...)."""
+        self.relay = next(iter(self.relays.values()))
+        """The ADS relay (with per-type, the LDS one)."""
         self.envoy: EnvoyProcess | None = None
         self.starts = 0
         self.reconnect_pending = False
@@ -69,8 +97,9 @@ class Proxy:
     # ------------------------------------------------------------- lifecycle
 
     def start_relay(self, upstream: tuple[str, int]) -> None:
-        self.relay.start()
-        self.relay.set_upstream(upstream)
+        for relay in self.relays.values():
+            relay.start()
+            relay.set_upstream(upstream)
 
     def launch(self, spares: SpareEnvoys | None) -> None:
         """A new Envoy process for this replica (a parked one from `spares` if one fits), up to
@@ -80,6 +109,10 @@ class Proxy:
             self.relay.port,
             mode=self.mode,
             initial_fetch_timeout=self.initial_fetch_timeout,
+            transport=self.transport,
+            type_ports={
+                short: relay.port for short, relay in self.relays.items() if short != "ADS"
+            },
         )
         bootstrap = EnvoyBootstrap(
             node_id=self.node_id, ads=ads, node_metadata={INSTANCE_KEY: self.instance}
@@ -102,7 +135,8 @@ class Proxy:
         try:
             self.stop_envoy()
         finally:
-            self.relay.stop()
+            for relay in self.relays.values():
+                relay.stop()
 
     def envoy_started(self, *, counting: bool) -> None:
         """A new Envoy: its fetch-timeout counters start over (with `counting` False, nothing was
@@ -112,38 +146,56 @@ class Proxy:
 
     # ------------------------------------------------------------ xDS link
 
-    def stream_ids(self, xds: XdsServer) -> set[int]:
-        """The live streams of this replica, as the server sees them."""
-        return {s.stream_id for s in streams_of(xds.stream_statuses(self.node_id), self.instance)}
+    def stream_ids(self, xds: XdsServer, kind: str | None = None) -> set[int]:
+        """The live streams of this replica, as the server sees them (`kind`: only those
+        serving that type, e.g. "RDS")."""
+        return {
+            s.stream_id
+            for s in streams_of(xds.stream_statuses(self.node_id), self.instance)
+            if kind is None or kind in s.serves
+        }
 
-    def cut(self, xds: XdsServer, timeout: float = 2.0) -> None:
-        """Close the xDS connection; returns once the server has seen this replica's streams
-        end, so the next convergence waits for its new stream rather than trusting the dead
-        one."""
-        before = self.stream_ids(xds)
-        self.relay.cut()
+    def cut(self, xds: XdsServer, kind: str | None = None, timeout: float = 2.0) -> None:
+        """Close the xDS connections (`kind`: with per-type, only that type's, e.g. "RDS");
+        returns once the server has seen those streams end, so the next convergence waits
+        for the new streams rather than trusting the dead ones."""
+        if kind is not None and kind not in self.relays:
+            raise ValueError(f"{self.instance} has no {kind} connection of its own")
+        before = self.stream_ids(xds, kind)
+        for short, relay in self.relays.items():
+            if kind is None or short == kind:
+                relay.cut()
         xds.wait_for(lambda: not before & self.stream_ids(xds), timeout)
         self.reconnect_pending = True
 
     def hold(self) -> None:
-        self.relay.hold()
+        """Hold every connection of this replica (the model holds the whole proxy's link)."""
+        for relay in self.relays.values():
+            relay.hold()
 
     def release(self) -> None:
-        self.relay.release()
+        for relay in self.relays.values():
+            relay.release()
 
     def redirect(self, upstream: tuple[str, int]) -> Callable[[float], bool]:
-        """Point the relay at a new server and cut the connection; returns a wait (seconds ->
-        whether it happened) for Envoy's new connection to deliver its first bytes."""
-        accepted, forwarded = self.relay.connections_accepted, self.relay.bytes_forwarded
-        self.relay.set_upstream(upstream)
-        self.relay.cut()
+        """Point every relay at a new server and cut their connections; returns a wait
+        (seconds -> whether it happened) for Envoy's new connections to deliver their first
+        bytes (with per-type, the LDS and CDS ones: the others come once those name them)."""
+        relays = [relay for short, relay in self.relays.items() if short in ("ADS", "LDS", "CDS")]
+        marks = [(relay.connections_accepted, relay.bytes_forwarded) for relay in relays]
+        for relay in self.relays.values():
+            relay.set_upstream(upstream)
+            relay.cut()
         self.reconnect_pending = True
-        return lambda timeout: self.relay.wait_until(
-            lambda relay: (
-                relay.connections_accepted > accepted and relay.bytes_forwarded > forwarded
-            ),
-            timeout,
-        )
+
+        def wait(timeout: float) -> bool:
+            deadline = time.monotonic() + timeout
+            return all(
+                _reconnected(relay, accepted, forwarded, max(deadline - time.monotonic(), 0.0))
+                for relay, (accepted, forwarded) in zip(relays, marks, strict=True)
+            )
+
+        return wait
 
     # ---------------------------------------------------------- observation
 

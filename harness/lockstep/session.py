@@ -42,6 +42,7 @@ from harness.lockstep.invariants import (
     Sample,
     Violation,
     WindowProbe,
+    across_streams,
     grpc_violations,
     liveness_violations,
     readiness_violations,
@@ -334,7 +335,8 @@ class Session:
                 for key, address in step.addresses[index].by_port.items()
                 if addresses[index].by_port.get(key) not in (None, address) or key in replaced
             }
-            violations += self._named(index, window_violations(taken, allowed, moved))
+            judged = across_streams(allowed) if self.settings.transport == "per-type" else allowed
+            violations += self._named(index, window_violations(taken, judged, moved))
         return violations
 
     def _settle(self) -> None:

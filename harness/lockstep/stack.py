@@ -30,7 +30,8 @@ from harness.lockstep.monitor.monitor import ProtocolMonitor, Published
 from harness.lockstep.proxy import Ports, Proxy
 from harness.lockstep.records import ListenerOrigin, Publication, Reconcile
 from harness.lockstep.rejection import push_rejected_update
-from harness.loopback import EnvoyProcess, XdsMode
+from harness.loopback import XDS_TRANSPORTS as TRANSPORTS
+from harness.loopback import EnvoyProcess, XdsMode, XdsTransport
 from harness.loopback.echo import EchoFleet
 from harness.loopback.probe import ProbeResult, probe
 from harness.loopback.relay import TcpRelay
@@ -81,8 +82,8 @@ class StackSettings:
     fail_open: bool = False
     node_id: str = "routeproof-node"
     gateway_class: str | None = None
-    transport: str = "ads"
-    """How Envoy fetches RDS, EDS and SDS: "ads", or "per-type" (a stream per type, in `mode`)."""
+    transport: XdsTransport = attrs.field(default="ads", validator=attrs.validators.in_(TRANSPORTS))
+    """How the Envoys fetch: "ads", or "per-type" (a stream and a relay per type, in `mode`)."""
     proxies: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     """Envoy replicas of the Gateway, sharing the node id, each on its own xDS connection."""
     grpc_clients: int = attrs.field(default=0, validator=attrs.validators.ge(0))
@@ -115,6 +116,7 @@ class Stack:
                 node_id=settings.node_id,
                 mode=settings.mode,
                 initial_fetch_timeout=settings.initial_fetch_timeout,
+                transport=settings.transport,
             )
             for index in range(settings.proxies)
         )
@@ -136,7 +138,7 @@ class Stack:
 
     @property
     def relay(self) -> TcpRelay:
-        """Proxy 0's relay."""
+        """Proxy 0's relay (with per-type, its LDS one: `Proxy.relays` has each type's)."""
         return self.proxies[0].relay
 
     @property
@@ -399,11 +401,10 @@ class Stack:
 
     # ------------------------------------------------------------ xDS link
 
-    def cut_xds(self, proxy: int = 0) -> None:
-        """Close a proxy's xDS connection; returns once the server has seen its streams end, so
-        the next convergence waits for Envoy's new stream rather than trusting the dead one."""
+    def cut_xds(self, proxy: int = 0, kind: str | None = None) -> None:
+        """Close a proxy's xDS connections (`kind`: one type's only); see `Proxy.cut`."""
         assert self.xds is not None
-        self.proxies[proxy].cut(self.xds)
+        self.proxies[proxy].cut(self.xds, kind)
 
     def hold_xds(self, proxy: int = 0) -> None:
         self.proxies[proxy].hold()

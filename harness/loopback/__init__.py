@@ -7,12 +7,14 @@ SUT appears only as the values the adapter carries and the reference adapter it 
 from harness.loopback.admin import ClusterStatus, EnvoyAdmin, HostStatus, ListenerStatus
 from harness.loopback.bootstrap import (
     XDS_CLUSTER,
+    XDS_TRANSPORTS,
     AdsServer,
     DirectResponseListener,
     EnvoyBootstrap,
     ProxyListener,
     StaticCluster,
     XdsMode,
+    XdsTransport,
     envoy_binary,
     validate_bootstrap,
 )
@@ -22,6 +24,7 @@ from harness.loopback.spares import SpareEnvoys, SpareStats
 
 __all__ = [
     "XDS_CLUSTER",
+    "XDS_TRANSPORTS",
     "AdminError",
     "AdsServer",
     "ClusterStatus",
@@ -41,6 +44,7 @@ __all__ = [
     "SpareStats",
     "StaticCluster",
     "XdsMode",
+    "XdsTransport",
     "envoy_binary",
     "validate_bootstrap",
 ]

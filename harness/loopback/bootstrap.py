@@ -22,6 +22,7 @@ from harness.loopback.errors import EnvoyError
 __all__ = [
     "PER_TYPE_CLUSTERS",
     "XDS_CLUSTER",
+    "XDS_TRANSPORTS",
     "AdsServer",
     "DirectResponseListener",
     "EnvoyBootstrap",
@@ -35,6 +36,7 @@ __all__ = [
 
 XdsMode = Literal["delta", "sotw"]
 XdsTransport = Literal["ads", "per-type"]
+XDS_TRANSPORTS: tuple[XdsTransport, ...] = ("ads", "per-type")
 XDS_CLUSTER = "xds_cluster"
 PER_TYPE_CLUSTERS = {
     "LDS": "xds-lds",
@@ -93,6 +95,13 @@ def _static_clusters(value: Iterable[StaticCluster]) -> tuple[StaticCluster, ...
     return tuple(value)
 
 
+def _type_ports(
+    value: Mapping[str, int] | Iterable[tuple[str, int]],
+) -> tuple[tuple[str, int], ...]:
+    items = value.items() if isinstance(value, Mapping) else value
+    return tuple(sorted((str(short), int(port)) for short, port in items))
+
+
 def _metadata(value: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((str(key), str(item)) for key, item in dict(value).items()))
 
@@ -115,12 +124,18 @@ class AdsServer:
     """"per-type": no ADS stream; LDS and CDS (and the RDS, EDS and SDS sources a "per-type"
     translation writes) each reach this server on streams of their own, through one cluster
     per type (`PER_TYPE_CLUSTERS`)."""
+    type_ports: tuple[tuple[str, int], ...] = attrs.field(default=(), converter=_type_ports)
+    """With "per-type": the port of some types' clusters (given as a mapping of short names,
+    "RDS" -> port), so each type can go through a relay of its own; the others use `port`."""
 
     def __attrs_post_init__(self) -> None:
         if self.mode not in ("delta", "sotw"):
             raise ValueError(f"mode must be 'delta' or 'sotw', not {self.mode!r}")
         if self.transport not in ("ads", "per-type"):
             raise ValueError(f"transport must be 'ads' or 'per-type', not {self.transport!r}")
+        unknown = sorted(set(dict(self.type_ports)) - set(PER_TYPE_CLUSTERS))
+        if unknown:
+            raise ValueError(f"type_ports names unknown types {unknown}")
         if self.initial_fetch_timeout < 0:
             raise ValueError("initial_fetch_timeout must be >= 0")
         if not 0.001 <= self.retry_base_interval <= self.retry_max_interval:
@@ -178,11 +193,17 @@ class AdsServer:
     def clusters(self) -> list[dict[str, Any]]:
         """The static gRPC clusters: the ADS one, or one per type."""
         if self.transport == "per-type":
-            return [self.cluster(name) for name in PER_TYPE_CLUSTERS.values()]
+            ports = dict(self.type_ports)
+            return [
+                self.cluster(name, ports.get(short, self.port))
+                for short, name in PER_TYPE_CLUSTERS.items()
+            ]
         return [self.cluster()]
 
-    def cluster(self, name: str = XDS_CLUSTER) -> dict[str, Any]:
-        """A static gRPC cluster; without HTTP/2 options the ADS stream silently resets."""
+    def cluster(self, name: str = XDS_CLUSTER, port: int | None = None) -> dict[str, Any]:
+        """A static gRPC cluster (at `port`, default `self.port`); without HTTP/2 options the
+        ADS stream silently resets."""
+        port = self.port if port is None else port
         return {
             "name": name,
             "type": "STATIC",
@@ -198,7 +219,7 @@ class AdsServer:
                 "endpoints": [
                     {
                         "lb_endpoints": [
-                            {"endpoint": {"address": _socket_address(self.address, self.port)}}
+                            {"endpoint": {"address": _socket_address(self.address, port)}}
                         ]
                     }
                 ],

@@ -118,7 +118,10 @@ def to_xds(ir: IR, options: TranslateOptions | None = None) -> XdsResources:
     options = options or TranslateOptions()
     listeners = [_listener(item, options) for item in ir.listeners]
     listeners.append(_readiness_listener(options))
-    routes = [route_configuration(config) for config in ir.route_configs()]
+    ordered = options.transport == "ads"
+    routes = [
+        route_configuration(config, validate_clusters=ordered) for config in ir.route_configs()
+    ]
     return XdsResources(
         listeners=tuple(sorted(listeners, key=lambda item: item.name)),
         route_configurations=tuple(sorted(routes, key=lambda item: item.name)),

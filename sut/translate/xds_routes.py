@@ -43,15 +43,22 @@ _REDIRECT_CODES = {
 }
 
 
-def route_configuration(config: RouteConfig) -> route_pb2.RouteConfiguration:
+def route_configuration(
+    config: RouteConfig, *, validate_clusters: bool = True
+) -> route_pb2.RouteConfiguration:
+    """`validate_clusters`: over ADS, a RouteConfiguration naming a cluster Envoy does not have
+    must be NACKed (and so noticed) instead of loading and answering 503 NC at request time: the
+    stream sends a Cluster before any route that names it. Over separate per-type streams no
+    order holds between the CDS and RDS streams (the xDS spec leaves it to ADS), so a route may
+    rightly arrive before its Cluster; validating would make Envoy NACK a correct update that
+    nothing sends again, so per type the route loads and answers 503 until the Cluster comes."""
     result = route_pb2.RouteConfiguration(
         name=config.name,
         ignore_port_in_host_matching=True,
         virtual_hosts=[_virtual_host(host) for host in config.virtual_hosts],
     )
-    # validate_clusters: a RouteConfiguration naming a cluster Envoy does not have must be
-    # NACKed (and so noticed) instead of loading and answering 503 NC at request time.
-    result.validate_clusters.CopyFrom(wrappers_pb2.BoolValue(value=True))
+    if validate_clusters:
+        result.validate_clusters.CopyFrom(wrappers_pb2.BoolValue(value=True))
     return result
 
 

@@ -18,6 +18,7 @@ from harness.lockstep.invariants.subscriptions import FetchTimeouts
 from harness.lockstep.invariants.window import (
     Sample,
     WindowProbe,
+    across_streams,
     replaced_ports,
     window_violations,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "Strength",
     "Violation",
     "WindowProbe",
+    "across_streams",
     "allowed_removals",
     "grpc_violations",
     "liveness_violations",

@@ -12,7 +12,8 @@ held connection queued, the new one). Steps that restart the proxy are not hitle
 and requests to a listener that serves on another address after the step, or that the control
 plane removed at some moment of the step, are left out (a listener replaced rather than updated
 in place binds anew, and the OS may hand it the very port it had), as are probes without an
-answer (`INCONCLUSIVE`; the sweep after the step still judges every request).
+answer (`INCONCLUSIVE`; the sweep after the step still judges every request). Over per-type
+streams a changing request may also meet a mix of two configurations (`across_streams`).
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ import attrs
 from harness.lockstep.invariants.routing import Addresses, Mismatch, observed_outcome, send
 from harness.lockstep.verdict import Violation
 from harness.loopback.probe import ProbeResult
-from model import Outcome, Request
+from model import Outcome, Request, Status, Unreachable
 from sut.xds import ResourceType, Snapshot
 
 if TYPE_CHECKING:
     from harness.lockstep.stack import ListenerOrigin
 
-__all__ = ["Sample", "WindowProbe", "replaced_ports", "window_violations"]
+__all__ = ["Sample", "WindowProbe", "across_streams", "replaced_ports", "window_violations"]
 
 INCONCLUSIVE = frozenset({"timeout", "closed", "reset"})
 """Probe failures that say nothing about which configuration served: no answer in time (a
@@ -131,6 +132,31 @@ def window_violations(
             tuple(m.describe() for m in found[:8]),
         )
     ]
+
+
+UNORDERED: frozenset[Outcome] = frozenset({Status(503), Unreachable()})
+"""What a proxy holding types of two configurations answers: 503 when a RouteConfiguration names
+a Cluster it does not hold (gone, or not there yet; Envoy's `cluster_not_found_response_code`
+default), no answer when a filter chain's Secret or RouteConfiguration is not there (yet)."""
+
+
+def across_streams(
+    allowed: Callable[[Request], frozenset[Outcome]],
+) -> Callable[[Request], frozenset[Outcome]]:
+    """`allowed` for a proxy fetching each type on a stream of its own (the per-type transport).
+
+    The protocol orders nothing across separate streams (xds_protocol.rst "Eventual consistency
+    considerations": sequencing is what ADS is for; the SUT orders each stream alone), so while
+    a step's update is on its way the proxy may hold new Clusters under old RouteConfigurations,
+    or a Listener without its Secret, or the other way round: a request whose outcome changes in
+    the step may also get `UNORDERED`. The model has no such mixed configurations; a request
+    whose outcome does not change is judged as strictly as over ADS."""
+
+    def allowed_across(request: Request) -> frozenset[Outcome]:
+        outcomes = allowed(request)
+        return outcomes | UNORDERED if len(outcomes) > 1 else outcomes
+
+    return allowed_across
 
 
 def replaced_ports(
