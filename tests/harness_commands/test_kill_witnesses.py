@@ -19,12 +19,15 @@ import attrs
 import pytest
 
 from harness.commands.check import load_replay, replay
-from harness.commands.kill_table import kill_table_runs, mutant_settings
+from harness.commands.kill_table import kill_table_variants, mutant_settings
 from sut.mutants import Mutants
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 
 WITNESSES = Path(__file__).parent / "witnesses"
+TRANSPORTS = ("ads",)
+"""Per-type witnesses are not replayed yet: the per-type baselines still fail (README, Kill
+table), so a per-type witness cannot yet be told apart from a false alarm."""
 ATTEMPTS = 6
 """A witness found on a loaded machine may depend on timing (which subscription the mutant
 answers ahead of); a few replays make a kill that the schedule decides reliable in CI."""
@@ -32,24 +35,31 @@ answers ahead of); a few replays make a kill that the schedule decides reliable 
 
 def _pairs() -> list[object]:
     return [
-        pytest.param(name, mode, id=f"{name}-{mode}")
-        for name, mode in kill_table_runs(("delta", "sotw"))
+        pytest.param(name, mode, transport, id=f"{name}-{mode}{_suffix(transport)}")
+        for name, mode, transport in kill_table_variants(("delta", "sotw"), TRANSPORTS)
     ]
+
+
+def _suffix(transport: str) -> str:
+    return "" if transport == "ads" else f"-{transport}"
 
 
 def _quiet(_line: str) -> None:
     pass
 
 
-@pytest.mark.parametrize(("name", "mode"), _pairs())
-def test_the_witness_kills_the_mutant_and_the_sut_passes_it(name, mode):
-    path = WITNESSES / f"{name}-{mode}.json"
-    assert path.exists(), f"no witness for {name} in {mode}: run `make mutants-table`"
+@pytest.mark.parametrize(("name", "mode", "transport"), _pairs())
+def test_the_witness_kills_the_mutant_and_the_sut_passes_it(name, mode, transport):
+    path = WITNESSES / f"{name}-{mode}{_suffix(transport)}.json"
+    assert path.exists(), f"no witness for {name} in {mode} {transport}: run `make mutants-table`"
     settings, steps = load_replay(path)
-    assert settings == mutant_settings(mode, Mutants.of([name])), "witness of other settings"
+    expected = mutant_settings(mode, Mutants.of([name]), transport=transport)
+    assert settings == expected, "witness of other settings"
     # No step at all: the initial state already tells the mutant apart.
     killed = any(replay(settings, steps, say=_quiet) for _ in range(ATTEMPTS))
-    assert killed, f"{name} ({mode}) was not caught by its witness in {ATTEMPTS} replays"
+    assert killed, (
+        f"{name} ({mode}, {transport}) was not caught by its witness in {ATTEMPTS} replays"
+    )
     clean = attrs.evolve(settings, mutants=Mutants())
     violations = replay(clean, steps, say=_quiet)
     assert not violations, [violation.describe() for violation in violations]
