@@ -25,6 +25,7 @@ from model.routing import (
     expected_through,
     host_matches,
     path_matches,
+    serving_clusters,
 )
 from model.world import Backend, GatewayListener, HeaderMatch, Match, Route, Rule, Service, World
 
@@ -59,5 +60,6 @@ __all__ = [
     "path_matches",
     "pod_name",
     "proxyless_hosts",
+    "serving_clusters",
     "serving_port",
 ]

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from model.world import Backend, GatewayListener, Match, Route, World
+from model.world import Backend, GatewayListener, Match, Route, Rule, World
 
 __all__ = [
     "Outcome",
@@ -39,6 +39,7 @@ __all__ = [
     "has_misdirected_routes",
     "host_matches",
     "path_matches",
+    "serving_clusters",
 ]
 
 
@@ -209,6 +210,34 @@ def expected_outcomes(
     `endpoints` are further worlds whose Service endpoints the proxy may hold alongside the
     routes of `config`: endpoints travel in resources of their own (ClusterLoadAssignment),
     which xDS updates independently of the routes that name their Cluster."""
+    matched = _match(config, request)
+    if not isinstance(matched, tuple):
+        return matched
+    _route, _rule_index, rule = matched
+    assert config is not None
+    return _backend_outcomes(config, rule.backends, live_pods, tuple(endpoints))
+
+
+def serving_clusters(
+    config: ProxyConfig | None, request: Request
+) -> frozenset[tuple[str, int, str]]:
+    """What serves the request in `config`, as a gateway names its Clusters: (route, rule index,
+    Service) of each weighted backend of the rule the request matches; empty when no rule does.
+    Two configurations that serve a request from different ones make the proxy fetch a Cluster
+    it may not hold yet, even when the answer stays the same."""
+    matched = _match(config, request)
+    if not isinstance(matched, tuple):
+        return frozenset()
+    route, rule_index, rule = matched
+    return frozenset(
+        (route.name, rule_index, backend.service) for backend in rule.backends if backend.weight > 0
+    )
+
+
+def _match(
+    config: ProxyConfig | None, request: Request
+) -> tuple[Route, int, Rule] | frozenset[Outcome]:
+    """The route rule the request matches, or the outcome when none can."""
     if config is None:
         return frozenset({Unreachable()})
     listener = _listener_for(config, request)
@@ -233,13 +262,15 @@ def expected_outcomes(
             continue
         for rule_index, rule in enumerate(route.rules):
             for match_index, match in enumerate(rule.matches):
-                candidates.append((_precedence(route, rule_index, match_index, match), rule, match))
+                candidates.append(
+                    (_precedence(route, rule_index, match_index, match), route, rule_index, match)
+                )
     headers = {name.lower(): value for name, value in request.headers}
-    for _, rule, match in sorted(candidates, key=lambda item: item[0]):
+    for _, route, rule_index, match in sorted(candidates, key=lambda item: item[0]):
         if path_matches(match, request.path) and all(
             headers.get(header.name.lower()) == header.value for header in match.headers
         ):
-            return _backend_outcomes(config, rule.backends, live_pods, tuple(endpoints))
+            return route, rule_index, route.rules[rule_index]
     return frozenset({Status(404)})
 
 

@@ -335,7 +335,8 @@ class Session:
                 for key, address in step.addresses[index].by_port.items()
                 if addresses[index].by_port.get(key) not in (None, address) or key in replaced
             }
-            judged = across_streams(allowed) if self.settings.transport == "per-type" else allowed
+            per_type = self.settings.transport == "per-type"
+            judged = across_streams(allowed, configs) if per_type else allowed
             violations += self._named(index, window_violations(taken, judged, moved))
         return violations
 

@@ -29,7 +29,7 @@ import attrs
 from harness.lockstep.invariants.routing import Addresses, Mismatch, observed_outcome, send
 from harness.lockstep.verdict import Violation
 from harness.loopback.probe import ProbeResult
-from model import Outcome, Request, Status, Unreachable
+from model import Outcome, ProxyConfig, Request, Status, Unreachable, serving_clusters
 from sut.xds import ResourceType, Snapshot
 
 if TYPE_CHECKING:
@@ -142,19 +142,26 @@ default), no answer when a filter chain's Secret or RouteConfiguration is not th
 
 def across_streams(
     allowed: Callable[[Request], frozenset[Outcome]],
+    configs: Sequence[ProxyConfig | None],
 ) -> Callable[[Request], frozenset[Outcome]]:
     """`allowed` for a proxy fetching each type on a stream of its own (the per-type transport).
 
     The protocol orders nothing across separate streams (xds_protocol.rst "Eventual consistency
     considerations": sequencing is what ADS is for; the SUT orders each stream alone), so while
     a step's update is on its way the proxy may hold new Clusters under old RouteConfigurations,
-    or a Listener without its Secret, or the other way round: a request whose outcome changes in
-    the step may also get `UNORDERED`. The model has no such mixed configurations; a request
-    whose outcome does not change is judged as strictly as over ADS."""
+    or a Listener without its Secret, or the other way round. A request may then also get
+    `UNORDERED` when the configurations the proxy passes through (`configs`) answer it
+    differently, or serve it from different Clusters (`serving_clusters`: a route moved to
+    another rule names a Cluster of another name, which may arrive after the route even when
+    the answer stays the same). The model has no such mixed configurations; a request served
+    alike, from the same Clusters, throughout the step is judged as strictly as over ADS."""
 
     def allowed_across(request: Request) -> frozenset[Outcome]:
         outcomes = allowed(request)
-        return outcomes | UNORDERED if len(outcomes) > 1 else outcomes
+        served_from = {serving_clusters(config, request) for config in configs}
+        if len(outcomes) > 1 or len(served_from) > 1:
+            return outcomes | UNORDERED
+        return outcomes
 
     return allowed_across
 
