@@ -210,10 +210,18 @@ def _check(args: argparse.Namespace) -> int:
         seed = 0 if in_ci else random.SystemRandom().randrange(2**32)
     total_examples = total_steps = 0
     kinds: Counter[str] = Counter()
+    reported: list[dict[str, object]] = []
 
     def stats() -> None:
         if args.stats:
             print(format_kinds(kinds))
+        if args.json:
+            from harness.commands.report import write_report
+
+            command = {
+                key: value for key, value in sorted(vars(args).items()) if key not in ("run",)
+            }
+            write_report(Path(args.json), command | {"seed": seed}, reported)
 
     for mode, transport in _variants(args):
         label = variant_label(mode, transport)
@@ -240,12 +248,16 @@ def _check(args: argparse.Namespace) -> int:
         total_examples += result.examples
         total_steps += result.steps
         kinds.update(result.kinds)
+        path = save_replay(result.failure, settings) if result.failure is not None else None
+        if args.json:
+            from harness.commands.report import variant_report
+
+            reported.append(variant_report(label, settings, result, path))
         if not result.passed:
             stats()
-            if result.failure is None:
+            if result.failure is None or path is None:
                 print(f"check: the run failed without a recorded counterexample: {result.error}")
                 return EXIT_FAILED
-            path = save_replay(result.failure, settings)
             print(format_counterexample(result.failure, f"python -m harness replay {path}"))
             first = result.seconds_to_failure or 0.0
             print(
@@ -378,6 +390,12 @@ def _parser() -> argparse.ArgumentParser:
         "--stats",
         action="store_true",
         help="print how many operations of each kind ran, over all examples and workers",
+    )
+    check.add_argument(
+        "--json",
+        default=None,
+        metavar="FILE",
+        help="also write the run as a JSON report (verdict, counts, counterexample) to FILE",
     )
     check.set_defaults(run=_check)
 
