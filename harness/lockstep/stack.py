@@ -30,8 +30,8 @@ from harness.lockstep.monitor.monitor import ProtocolMonitor, Published
 from harness.lockstep.proxy import Ports, Proxy
 from harness.lockstep.records import ListenerOrigin, Publication, Reconcile
 from harness.lockstep.rejection import push_rejected_update
+from harness.loopback import XDS_RETRY, EnvoyProcess, XdsMode, XdsTransport
 from harness.loopback import XDS_TRANSPORTS as TRANSPORTS
-from harness.loopback import EnvoyProcess, XdsMode, XdsTransport
 from harness.loopback.echo import EchoFleet
 from harness.loopback.probe import ProbeResult, probe
 from harness.loopback.relay import TcpRelay
@@ -162,6 +162,7 @@ class Stack:
             connect_timeout=datetime.timedelta(seconds=0.25),
             transport=self.settings.transport,
             per_type_mode=self.settings.mode,
+            per_type_retry=XDS_RETRY,  # per-type sources re-open streams as the bootstrap's do
         )
 
     def start(

@@ -7,6 +7,7 @@ SUT appears only as the values the adapter carries and the reference adapter it 
 from harness.loopback.admin import ClusterStatus, EnvoyAdmin, HostStatus, ListenerStatus
 from harness.loopback.bootstrap import (
     XDS_CLUSTER,
+    XDS_RETRY,
     XDS_TRANSPORTS,
     AdsServer,
     DirectResponseListener,
@@ -24,6 +25,7 @@ from harness.loopback.spares import SpareEnvoys, SpareStats
 
 __all__ = [
     "XDS_CLUSTER",
+    "XDS_RETRY",
     "XDS_TRANSPORTS",
     "AdminError",
     "AdsServer",

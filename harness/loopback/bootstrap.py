@@ -7,6 +7,7 @@ with Envoy itself.
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import tempfile
@@ -22,6 +23,7 @@ from harness.loopback.errors import EnvoyError
 __all__ = [
     "PER_TYPE_CLUSTERS",
     "XDS_CLUSTER",
+    "XDS_RETRY",
     "XDS_TRANSPORTS",
     "AdsServer",
     "DirectResponseListener",
@@ -37,6 +39,9 @@ __all__ = [
 XdsMode = Literal["delta", "sotw"]
 XdsTransport = Literal["ads", "per-type"]
 XDS_TRANSPORTS: tuple[XdsTransport, ...] = ("ads", "per-type")
+XDS_RETRY = (datetime.timedelta(seconds=0.05), datetime.timedelta(seconds=0.5))
+"""(base, max) back-off of every xDS stream Envoy re-opens (Envoy's default, 0.5 s to 30 s, is
+slow after a control-plane restart); the translator's per-type config sources get it too."""
 XDS_CLUSTER = "xds_cluster"
 PER_TYPE_CLUSTERS = {
     "LDS": "xds-lds",
@@ -117,8 +122,8 @@ class AdsServer:
     """None = the Envoy Gateway habit: True for delta, False for sotw."""
     initial_fetch_timeout: float = 15.0
     """Seconds Envoy waits for the first LDS/CDS answer before going on without it; 0 = forever."""
-    retry_base_interval: float = 0.05
-    retry_max_interval: float = 0.5
+    retry_base_interval: float = XDS_RETRY[0].total_seconds()
+    retry_max_interval: float = XDS_RETRY[1].total_seconds()
     """Reconnect back-off (Envoy's default is 0.5 s .. 30 s: slow after a server restart)."""
     transport: XdsTransport = "ads"
     """"per-type": no ADS stream; LDS and CDS (and the RDS, EDS and SDS sources a "per-type"

@@ -79,12 +79,14 @@ def config_source(
     mode: str = "sotw",
     cluster: str = "",
     initial_fetch_timeout: datetime.timedelta | None = None,
+    retry: tuple[datetime.timedelta, datetime.timedelta] | None = None,
 ) -> config_source_pb2.ConfigSource:
     """Where Envoy fetches one dynamic resource, for `transport`.
 
     "ads": the ADS stream (`ads_config_source`). "per-type": a gRPC stream of its own to the
     bootstrap cluster `cluster`, in `mode`; Delta sends the node on the first message only, as
-    Envoy Gateway's Delta xDS does, SotW on every message (Envoy's default).
+    Envoy Gateway's Delta xDS does, SotW on every message (Envoy's default); `retry` is the
+    (base, max) back-off for re-opening that stream.
     """
     if transport == "ads":
         return ads_config_source(initial_fetch_timeout)
@@ -97,6 +99,10 @@ def config_source(
     grpc_service = grpc_service_pb2.GrpcService(
         envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=cluster)
     )
+    if retry is not None:
+        back_off = grpc_service.envoy_grpc.retry_policy.retry_back_off
+        back_off.base_interval.FromTimedelta(retry[0])
+        back_off.max_interval.FromTimedelta(retry[1])
     source = config_source_pb2.ConfigSource(
         api_config_source=config_source_pb2.ApiConfigSource(
             api_type=XDS_MODES[mode],

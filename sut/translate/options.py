@@ -36,6 +36,11 @@ class TranslateOptions:
     rds_cluster: str = "xds-rds"
     eds_cluster: str = "xds-eds"
     sds_cluster: str = "xds-sds"
+    per_type_retry: tuple[datetime.timedelta, datetime.timedelta] | None = None
+    """(base, max) back-off with which Envoy re-opens a per-type stream; None: Envoy's default
+    (0.5 s growing to 30 s). Each RouteConfiguration, endpoint set and Secret has a stream of its
+    own there, so after a control-plane restart the config sources' back-off, not the
+    bootstrap's, decides how soon updates reach them again; a gateway sets both alike."""
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.readiness_port <= 65535:

@@ -280,6 +280,7 @@ def _config_source(
         mode=options.per_type_mode,
         cluster=cluster,
         initial_fetch_timeout=options.initial_fetch_timeout if timed else None,
+        retry=options.per_type_retry,
     )
 
 
