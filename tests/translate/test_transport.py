@@ -215,3 +215,19 @@ def test_a_dangling_listener_keeps_the_transport_of_its_rds(transport: str) -> N
     if transport == "per-type":
         assert source.api_config_source == original.rds.config_source.api_config_source
     assert not source.HasField("initial_fetch_timeout")  # Envoy's default, as before
+
+
+def test_per_type_sources_reopen_their_streams_with_the_given_back_off():
+    import datetime
+
+    from sut.translate.envoy_protos import config_source
+
+    retry = (datetime.timedelta(milliseconds=50), datetime.timedelta(milliseconds=500))
+    source = config_source("per-type", mode="delta", cluster="xds-rds", retry=retry)
+    back_off = source.api_config_source.grpc_services[0].envoy_grpc.retry_policy.retry_back_off
+    assert (back_off.base_interval.ToMilliseconds(), back_off.max_interval.ToMilliseconds()) == (
+        50,
+        500,
+    )
+    plain = config_source("per-type", mode="delta", cluster="xds-rds")
+    assert not plain.api_config_source.grpc_services[0].envoy_grpc.HasField("retry_policy")
