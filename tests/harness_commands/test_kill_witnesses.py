@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 
 WITNESSES = Path(__file__).parent / "witnesses"
 TRANSPORTS = ("ads",)
-"""Per-type witnesses are not replayed yet: the per-type baselines still fail (README, Kill
-table), so a per-type witness cannot yet be told apart from a false alarm."""
+"""Per-type witnesses are written by `make mutants-table` but not replayed yet: the per-type
+baselines passed only since this session's fixes, and one pair survives (README, Kill table)."""
 ATTEMPTS = 6
 """A witness found on a loaded machine may depend on timing (which subscription the mutant
 answers ahead of); a few replays make a kill that the schedule decides reliable in CI."""
