@@ -36,6 +36,7 @@ from benchmarks.translate_1000_routes import world  # noqa: E402
 from sut.gatewayapi import PathMatch, Resources, RouteMatch  # noqa: E402
 from sut.translate import translate  # noqa: E402
 from sut.xds import Snapshot, SnapshotCache, XdsServer  # noqa: E402
+from tests.xds.fleet import command  # noqa: E402
 
 NODE = "fleet"
 _READY_TIMEOUT = 300.0
@@ -80,17 +81,7 @@ class _Client:
     ) -> None:
         self.mode, self.streams = mode, streams
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.xds.fleet",
-                f"--address={address}",
-                f"--node={NODE}",
-                f"--mode={mode}",
-                f"--streams={streams}",
-                f"--marker={marker}",
-                f"--streams-per-connection={per_connection}",
-            ],
+            command(address, NODE, mode, streams, marker, per_connection=per_connection),
             cwd=ROOT,
             env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
             stdin=subprocess.PIPE,

@@ -79,7 +79,7 @@ __all__ = [
 ]
 
 Clock = Callable[[], float]
-Served = Mapping[str, Resource] | None
+MaybeServed = Mapping[str, Resource] | None
 
 _stream_ids = itertools.count(1)
 
@@ -346,7 +346,7 @@ class AdsStream:
             for name in held.references.of_type(resource_type)
         }
 
-    def desired_names(self, subscription: Subscription, existing: Served = None) -> list[str]:
+    def desired_names(self, subscription: Subscription, existing: MaybeServed = None) -> list[str]:
         existing = self.existing(subscription.type) if existing is None else existing
         if subscription.wildcard:
             return list(existing)

@@ -30,7 +30,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from sut.xds import Resource, ResourceType
 
-__all__ = ["FleetStream", "main"]
+__all__ = ["FleetStream", "command", "main"]
 
 CDS, EDS, LDS, RDS = (
     ResourceType.CLUSTER,
@@ -207,6 +207,23 @@ async def _fleet(args: argparse.Namespace) -> int:
         for channel in channels:
             await channel.close()
         print(f"cpu {_cpu_seconds():.3f}", flush=True)
+
+
+def command(
+    address: str, node: str, mode: str, streams: int, marker: str, *, per_connection: int = 1
+) -> list[str]:
+    """The command line that starts this fleet in a process of its own (tests, benchmarks)."""
+    return [
+        sys.executable,
+        "-m",
+        "tests.xds.fleet",
+        f"--address={address}",
+        f"--node={node}",
+        f"--mode={mode}",
+        f"--streams={streams}",
+        f"--marker={marker}",
+        f"--streams-per-connection={per_connection}",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import select
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from sut.xds import ResourceType, SnapshotCache, XdsServer
 from tests.xds.builders import resource, route_configuration, sotw_request, world
+from tests.xds.fleet import command
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = "fleet"
@@ -43,16 +43,7 @@ class Fleet:
 
     def __init__(self, address: str, mode: str, streams: int) -> None:
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.xds.fleet",
-                f"--address={address}",
-                f"--node={NODE}",
-                f"--mode={mode}",
-                f"--streams={streams}",
-                f"--marker={MARKER}",
-            ],
+            command(address, NODE, mode, streams, MARKER),
             cwd=ROOT,
             env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
             stdin=subprocess.PIPE,
