@@ -38,6 +38,7 @@ __all__ = [
     "mutant_settings",
     "run_kill_table",
     "update_readme",
+    "witness_name",
 ]
 
 TABLE_STEPS = 12
@@ -164,6 +165,11 @@ def variant_label(mode: str, transport: str) -> str:
     return mode if transport == "ads" else f"{mode} {transport}"
 
 
+def witness_name(name: str, mode: str, transport: str = "ads") -> str:
+    """The file a kill's counterexample is kept in: `<mutant>-<mode>[-<transport>].json`."""
+    return f"{name}-{mode}.json" if transport == "ads" else f"{name}-{mode}-{transport}.json"
+
+
 def equivalent_mutants() -> list[tuple[str, str]]:
     """(mutant, reason) for mutants no protocol-following client can observe in this SUT."""
     return [(name, spec.equivalent) for name, spec in sorted(MUTANTS.items()) if spec.equivalent]
@@ -253,10 +259,7 @@ def run_kill_table(
     labels = [f"baseline/{variant_label(*variant)}" for variant in variants] + [
         f"{name}/{variant_label(mode, transport)}" for name, mode, transport in pairs
     ]
-    files = [
-        f"{name}-{mode}.json" if transport == "ads" else f"{name}-{mode}-{transport}.json"
-        for name, mode, transport in pairs
-    ]
+    files = [witness_name(name, mode, transport) for name, mode, transport in pairs]
     searches = [
         Search(_options(stack, examples, budget_seconds, steps, seed), label)
         for stack, label in zip(stacks, labels, strict=True)

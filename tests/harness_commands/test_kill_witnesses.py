@@ -19,7 +19,7 @@ import attrs
 import pytest
 
 from harness.commands.check import load_replay, replay
-from harness.commands.kill_table import kill_table_variants, mutant_settings
+from harness.commands.kill_table import kill_table_variants, mutant_settings, witness_name
 from sut.mutants import Mutants
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
@@ -35,13 +35,9 @@ answers ahead of); a few replays make a kill that the schedule decides reliable 
 
 def _pairs() -> list[object]:
     return [
-        pytest.param(name, mode, transport, id=f"{name}-{mode}{_suffix(transport)}")
+        pytest.param(name, mode, transport, id=witness_name(name, mode, transport)[:-5])
         for name, mode, transport in kill_table_variants(("delta", "sotw"), TRANSPORTS)
     ]
-
-
-def _suffix(transport: str) -> str:
-    return "" if transport == "ads" else f"-{transport}"
 
 
 def _quiet(_line: str) -> None:
@@ -50,7 +46,7 @@ def _quiet(_line: str) -> None:
 
 @pytest.mark.parametrize(("name", "mode", "transport"), _pairs())
 def test_the_witness_kills_the_mutant_and_the_sut_passes_it(name, mode, transport):
-    path = WITNESSES / f"{name}-{mode}{_suffix(transport)}.json"
+    path = WITNESSES / witness_name(name, mode, transport)
     assert path.exists(), f"no witness for {name} in {mode} {transport}: run `make mutants-table`"
     settings, steps = load_replay(path)
     expected = mutant_settings(mode, Mutants.of([name]), transport=transport)
