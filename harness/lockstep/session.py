@@ -48,6 +48,7 @@ from harness.lockstep.invariants import (
     readiness_violations,
     replaced_ports,
     routing_violations,
+    updated_ports,
     window_violations,
 )
 from harness.lockstep.operations import Operation, RestartEnvoy
@@ -317,9 +318,9 @@ class Session:
         pods = frozenset(step.live_pods)
         publications = self.stack.publications
         first = max((i for i, item in enumerate(publications) if item.at < step.started), default=0)
-        replaced = replaced_ports(
-            [item.snapshot for item in publications[first:]], self.stack.origins
-        )
+        trail = [item.snapshot for item in publications[first:]]
+        replaced = replaced_ports(trail, self.stack.origins)
+        updated = updated_ports(trail, self.stack.origins)
         for index, taken in enumerate(samples):
             if index in step.disrupted or not taken:
                 continue
@@ -337,7 +338,7 @@ class Session:
             }
             per_type = self.settings.transport == "per-type"
             judged = across_streams(allowed, configs) if per_type else allowed
-            violations += self._named(index, window_violations(taken, judged, moved))
+            violations += self._named(index, window_violations(taken, judged, moved, updated))
         return violations
 
     def _settle(self) -> None:

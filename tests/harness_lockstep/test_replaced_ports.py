@@ -29,3 +29,30 @@ def test_listeners_updated_in_place_or_added_are_not_replaced():
     grown = world({"a": ("c2",), "b": ("c1",), "c": ("c1",)})
     assert replaced_ports([before, updated, grown], ORIGINS) == frozenset()
     assert replaced_ports([before], ORIGINS) == frozenset()
+
+
+def test_a_listener_changed_in_place_counts_as_updated_not_replaced():
+    from harness.lockstep.invariants import updated_ports
+
+    before = world({"a": ("c1",), "c": ("c1",)})
+    changed = world({"a": ("c1",), "c": ("c1",)}, listeners={"L-a": "other", "L-c": "c"})
+    assert replaced_ports([before, changed], ORIGINS) == frozenset()
+    assert updated_ports([before, changed], ORIGINS) == {(8443, "https")}
+    assert updated_ports([before, before], ORIGINS) == frozenset()
+
+
+def test_a_failed_handshake_is_judged_unless_its_listener_changed_in_the_step():
+    from harness.lockstep.invariants import Sample, window_violations
+    from harness.loopback.probe import ProbeResult
+    from model import Request, Served
+
+    request = Request(8443, "https", "b.example.com", "/")
+    failed = ProbeResult(status=None, error="EOF in handshake", error_kind="tls")
+    samples = [Sample(request, 0.0, failed)]
+
+    def allowed(_request):
+        return frozenset({Served("svc-b", "svc-b-0", 1)})
+
+    assert window_violations(samples, allowed, {})
+    assert not window_violations(samples, allowed, {}, updated={(8443, "https")})
+    assert window_violations(samples, allowed, {}, updated={(8080, "http")})

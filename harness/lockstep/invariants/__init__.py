@@ -20,6 +20,7 @@ from harness.lockstep.invariants.window import (
     WindowProbe,
     across_streams,
     replaced_ports,
+    updated_ports,
     window_violations,
 )
 from harness.lockstep.verdict import InvariantViolated, Strength, Violation
@@ -44,5 +45,6 @@ __all__ = [
     "replaced_ports",
     "routing_violations",
     "step_bound",
+    "updated_ports",
     "window_violations",
 ]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
@@ -35,7 +35,14 @@ from sut.xds import ResourceType, Snapshot
 if TYPE_CHECKING:
     from harness.lockstep.stack import ListenerOrigin
 
-__all__ = ["Sample", "WindowProbe", "across_streams", "replaced_ports", "window_violations"]
+__all__ = [
+    "Sample",
+    "WindowProbe",
+    "across_streams",
+    "replaced_ports",
+    "updated_ports",
+    "window_violations",
+]
 
 INCONCLUSIVE = frozenset({"timeout", "closed", "reset"})
 """Probe failures that say nothing about which configuration served: no answer in time (a
@@ -109,13 +116,22 @@ def window_violations(
     samples: Sequence[Sample],
     allowed: Callable[[Request], frozenset[Outcome]],
     moved: Mapping[tuple[int, str], object],
+    updated: Collection[tuple[int, str]] = frozenset(),
 ) -> list[Violation]:
-    """Every sample must be an answer `allowed` permits; requests to a moved listener aside."""
+    """Every sample must be an answer `allowed` permits; requests to a moved listener aside.
+
+    `updated`: ports whose listener changed in place during the step. Envoy (no drain time)
+    closes the connections of a changed filter chain at once, handshakes in flight included, and
+    a TLS handshake the server closes looks the same as one no filter chain accepted: there a
+    failed handshake says nothing (the sweep after the step still judges the port)."""
     found: list[Mismatch] = []
     for sample in samples:
-        if (sample.request.port, sample.request.scheme) in moved:
+        port = (sample.request.port, sample.request.scheme)
+        if port in moved:
             continue
         if sample.result.error_kind in INCONCLUSIVE:
+            continue
+        if sample.result.error_kind == "tls" and port in updated:
             continue
         actual = observed_outcome(sample.result)
         expected = allowed(sample.request)
@@ -173,13 +189,27 @@ def replaced_ports(
     at the step's start, then what was published during it, in order) removed from the one
     before: that listener was replaced, not updated in place. Its address may be the same after
     the step, so comparing addresses cannot tell."""
-    replaced: set[tuple[int, str]] = set()
+    return _changed_ports(snapshots, origins, in_place=False)
+
+
+def updated_ports(
+    snapshots: Sequence[Snapshot], origins: Mapping[str, ListenerOrigin]
+) -> frozenset[tuple[int, str]]:
+    """Gateway ports whose Envoy listener one of `snapshots` changed, in place or not."""
+    return _changed_ports(snapshots, origins, in_place=True)
+
+
+def _changed_ports(
+    snapshots: Sequence[Snapshot], origins: Mapping[str, ListenerOrigin], *, in_place: bool
+) -> frozenset[tuple[int, str]]:
+    changed: set[tuple[int, str]] = set()
     for before, after in pairwise(snapshots):
-        gone = set(before.of_type(ResourceType.LISTENER)) - set(
-            after.of_type(ResourceType.LISTENER)
-        )
-        for name in gone:
+        old, new = before.of_type(ResourceType.LISTENER), after.of_type(ResourceType.LISTENER)
+        names = {name for name in old if name not in new}
+        if in_place:
+            names |= {name for name, item in old.items() if name in new and new[name] != item}
+        for name in names:
             origin = origins.get(name)
             if origin is not None:
-                replaced.add((origin.port, origin.protocol.lower()))
-    return frozenset(replaced)
+                changed.add((origin.port, origin.protocol.lower()))
+    return frozenset(changed)
