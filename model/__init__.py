@@ -12,7 +12,7 @@ from model.grpc import (
     proxyless_hosts,
     serving_port,
 )
-from model.machine import FAILURE_POLICIES, Extension, Link, ModelState, pod_name
+from model.machine import FAILURE_POLICIES, Extension, Fleet, Link, ModelState, pod_name
 from model.routing import (
     Outcome,
     ProxyConfig,
@@ -27,13 +27,27 @@ from model.routing import (
     path_matches,
     serving_clusters,
 )
-from model.world import Backend, GatewayListener, HeaderMatch, Match, Route, Rule, Service, World
+from model.world import (
+    DEFAULT_GATEWAY,
+    Backend,
+    Gateway,
+    GatewayListener,
+    HeaderMatch,
+    Match,
+    Route,
+    Rule,
+    Service,
+    World,
+)
 
 __all__ = [
+    "DEFAULT_GATEWAY",
     "FAILURE_POLICIES",
     "Backend",
     "CallOutcome",
     "Extension",
+    "Fleet",
+    "Gateway",
     "GatewayListener",
     "GrpcCall",
     "GrpcServed",

@@ -3,6 +3,11 @@
 It is a deliberately small slice of Gateway API (exact and prefix paths, exact header matches,
 weighted backends, route hostnames, sectionName attachment), enough to cover overlapping
 hostnames and path prefixes across routes while keeping the oracle obviously right.
+
+The store may hold more than one Gateway: the first (`World.gateway`, always there, its
+listeners `World.listeners`) and others that exist or not (`World.others`). A route names the
+Gateways it attaches to (its parentRefs); `World.of_gateway` is the single-Gateway world one
+Gateway's proxies are judged by, which is all `model.routing` ever reads.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "DEFAULT_GATEWAY",
     "Backend",
+    "Gateway",
     "GatewayListener",
     "HeaderMatch",
     "Match",
@@ -24,6 +31,8 @@ __all__ = [
 ]
 
 PROTOCOLS = ("HTTP", "HTTPS")
+DEFAULT_GATEWAY = "gw"
+"""The first Gateway's name, unless a world names it otherwise."""
 PATH_KINDS = ("Exact", "PathPrefix")
 
 
@@ -86,6 +95,11 @@ class Route:
     hostnames: tuple[str, ...] = ()
     section: str | None = None
     """parentRef sectionName; None attaches to every listener of the Gateway."""
+    gateways: tuple[str, ...] = attrs.field(
+        default=(DEFAULT_GATEWAY,), metadata={"omit_if_default": True}
+    )
+    """The Gateways its parentRefs name, each with `section`; a Gateway the store does not hold
+    attaches nothing."""
 
 
 @attrs.frozen(order=True)
@@ -99,9 +113,18 @@ def _sorted_tuple(items: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(sorted(items))
 
 
+@attrs.frozen(order=True)
+class Gateway:
+    """A Gateway other than the first, and its listeners."""
+
+    name: str
+    listeners: tuple[GatewayListener, ...] = attrs.field(default=(), converter=_sorted_tuple)
+
+
 @attrs.frozen
 class World:
-    """What the store holds: one Gateway's listeners, its routes and the Services they name."""
+    """What the store holds: the first Gateway's listeners, the other Gateways, the routes and
+    the Services they name."""
 
     listeners: tuple[GatewayListener, ...] = attrs.field(default=(), converter=_sorted_tuple)
     routes: tuple[Route, ...] = attrs.field(default=(), converter=_sorted_tuple)
@@ -109,6 +132,40 @@ class World:
     load_balancer: str | None = None
     """The Gateway-wide BackendTrafficPolicy's load balancer type, if there is one. It tunes every
     Cluster and changes no answer: no routing rule reads it."""
+    gateway: str = DEFAULT_GATEWAY
+    """The first Gateway's name (its listeners are `listeners`)."""
+    others: tuple[Gateway, ...] = attrs.field(default=(), converter=_sorted_tuple)
+    """Every other Gateway the store holds."""
+
+    def other(self, name: str) -> Gateway | None:
+        return next((item for item in self.others if item.name == name), None)
+
+    def with_gateway(self, gateway: Gateway) -> World:
+        """Another Gateway created (or replaced)."""
+        if gateway.name == self.gateway:
+            raise ValueError(f"{gateway.name} is the first Gateway, always in the store")
+        kept = [item for item in self.others if item.name != gateway.name]
+        return attrs.evolve(self, others=(*kept, gateway))
+
+    def without_gateway(self, name: str) -> World:
+        return attrs.evolve(self, others=[item for item in self.others if item.name != name])
+
+    def of_gateway(self, name: str) -> World:
+        """The single-Gateway world `name`'s proxies serve: its listeners (none while it is not
+        in the store), the routes attached to it, every Service. The BackendTrafficPolicy
+        targets the first Gateway only."""
+        if name == self.gateway:
+            listeners, load_balancer = self.listeners, self.load_balancer
+        else:
+            other = self.other(name)
+            listeners, load_balancer = (other.listeners if other else ()), None
+        return World(
+            listeners=listeners,
+            routes=[route for route in self.routes if name in route.gateways],
+            services=self.services,
+            load_balancer=load_balancer,
+            gateway=name,
+        )
 
     def listener(self, name: str) -> GatewayListener | None:
         return next((item for item in self.listeners if item.name == name), None)

@@ -27,9 +27,11 @@ from hypothesis.errors import Flaky
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import get_state_machine_test
 
+from harness.lockstep.extensions import operation_classes
 from harness.lockstep.machine import BudgetSpent, Failure, Progress, StopFlag, machine_for
 from harness.lockstep.operations import OPERATION_KINDS, Operation
 from harness.lockstep.replay_files import decode_operations, encode_operations
+from harness.lockstep.server_under_test import REFERENCE, ExternalServer, stop_reference_adapter
 from harness.lockstep.session import Session, Violation
 from harness.lockstep.stack import StackSettings
 from harness.loopback.spares import SpareEnvoys
@@ -83,6 +85,8 @@ class CheckResult:
     error: str = ""
     kinds: Mapping[str, int] = attrs.field(factory=dict, converter=_plain_counts)
     """Operations applied, by kind (`Progress.kinds`)."""
+    discarded: int = 0
+    """Examples discarded as inconclusive (`Progress.discarded`), among `examples`."""
 
 
 def _mode_label(stack: StackSettings) -> str:
@@ -113,6 +117,17 @@ def run_check(
         on_failure=on_failure,
     )
     database = example_database(options.database)
+    external = options.stack.external
+    try:
+        return _run_rounds(options, progress, database)
+    finally:
+        if external is not None and external.adapter == REFERENCE:
+            stop_reference_adapter()  # started by this search's first stack
+
+
+def _run_rounds(
+    options: CheckOptions, progress: Progress, database: ExampleDatabase | None
+) -> CheckResult:
     if options.budget_seconds is None:
         return _run_round(options, progress, options.max_examples, options.seed, database)
     round_number = 0
@@ -132,7 +147,12 @@ def run_check(
 
 def _passed(progress: Progress) -> CheckResult:
     return CheckResult(
-        True, progress.examples, progress.steps, progress.elapsed, kinds=progress.kinds
+        True,
+        progress.examples,
+        progress.steps,
+        progress.elapsed,
+        kinds=progress.kinds,
+        discarded=progress.discarded,
     )
 
 
@@ -210,6 +230,7 @@ def _run_round(
             or progress.last,
             error=detail,
             kinds=progress.kinds,
+            discarded=progress.discarded,
         )
     return _passed(progress)
 
@@ -223,9 +244,10 @@ def combine_results(results: Sequence[CheckResult], seconds: float) -> CheckResu
         kinds.update(result.kinds)
     examples = sum(result.examples for result in results)
     steps = sum(result.steps for result in results)
+    discarded = sum(result.discarded for result in results)
     failed = [result for result in results if not result.passed]
     if not failed:
-        return CheckResult(True, examples, steps, seconds, kinds=kinds)
+        return CheckResult(True, examples, steps, seconds, kinds=kinds, discarded=discarded)
 
     def rank(result: CheckResult) -> tuple[bool, int, float]:
         length = len(result.failure.steps) if result.failure is not None else 0
@@ -242,6 +264,7 @@ def combine_results(results: Sequence[CheckResult], seconds: float) -> CheckResu
         seconds=seconds,
         seconds_to_failure=first,
         kinds=kinds,
+        discarded=discarded,
     )
 
 
@@ -286,10 +309,13 @@ def describe_settings(stack: StackSettings) -> str:
     mutants = ", ".join(sorted(stack.mutants.names)) or "none"
     strict = ", strict protocol" if stack.strict_protocol else ""
     fleet = f"{stack.proxies} prox{'y' if stack.proxies == 1 else 'ies'}"
+    if stack.gateways > 1:
+        fleet += f", {stack.gateways} Gateways"
     if stack.grpc_clients:
         fleet += f", {stack.grpc_clients} gRPC client{'' if stack.grpc_clients == 1 else 's'}"
     policy = f"failure policy {stack.failure_policy}"
-    return f"{stack.mode}, {stack.transport}, {fleet}, {policy}, mutants {mutants}{strict}"
+    server = f", {stack.external.describe()}" if stack.external is not None else ""
+    return f"{stack.mode}, {stack.transport}, {fleet}, {policy}, mutants {mutants}{strict}{server}"
 
 
 def format_steps(steps: Sequence[Sequence[Operation]]) -> list[str]:
@@ -349,8 +375,15 @@ def save_replay(
             "strict_protocol": stack.strict_protocol,
             "translation_budget": stack.translation_budget,
             "proxies": stack.proxies,
+            **({"gateways": stack.gateways} if stack.gateways > 1 else {}),
             "grpc_clients": stack.grpc_clients,
             "transport": stack.transport,
+            **({"extensions": stack.extensions} if stack.extensions is not None else {}),
+            **(
+                {"adapter": stack.external.adapter, "xds_server": stack.external.xds_server}
+                if stack.external is not None
+                else {}
+            ),
         },
         "steps": [json.loads(encode_operations(list(step))) for step in failure.steps],
     }
@@ -376,16 +409,22 @@ def load_replay(path: Path) -> tuple[StackSettings, Steps]:
             strict_protocol=bool(config.get("strict_protocol", False)),
             translation_budget=float(config.get("translation_budget", 0.5)),
             proxies=int(config.get("proxies", 1)),
+            gateways=int(config.get("gateways", 1)),
             grpc_clients=int(config.get("grpc_clients", 0)),
             transport=config.get("transport", "ads"),
+            extensions=config.get("extensions"),
+            external=ExternalServer(config["adapter"], config.get("xds_server"))
+            if config.get("adapter")
+            else None,
         )
+        kinds = operation_classes(stack.extensions)
         if "steps" in document:
-            steps = [decode_operations(json.dumps(step)) for step in document["steps"]]
+            steps = [decode_operations(json.dumps(step), kinds) for step in document["steps"]]
         else:
-            steps = [[op] for op in decode_operations(json.dumps(document["operations"]))]
+            steps = [[op] for op in decode_operations(json.dumps(document["operations"]), kinds)]
     except (OSError, KeyError, TypeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: not a routeproof replay file ({error})") from error
-    fleet = range(stack.proxies)
+    fleet = range(stack.proxies + stack.gateways - 1)
     for step in steps:
         for operation in step:
             if operation.target is not None and operation.target not in fleet:
@@ -434,6 +473,8 @@ def replay(
         return []
     finally:
         session.stop()
+        if stack.external is not None and stack.external.adapter == REFERENCE:
+            stop_reference_adapter()
 
 
 def progress_printer(label: str, max_examples: int) -> Callable[[Progress], None]:

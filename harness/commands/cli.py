@@ -88,6 +88,33 @@ def _add_sut_options(parser: argparse.ArgumentParser, *, both: bool = False) -> 
         " bound is built on it (default: %(default)s)",
     )
     _add_proxies_option(parser, every_transport=both)
+    parser.add_argument(
+        "--gateways",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        metavar="N",
+        help="Gateways: 2 adds a second one (gw-2) with one Envoy on a node id of its own,"
+        " created and deleted as the run goes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--extensions",
+        default=None,
+        type=_extensions_path,
+        metavar="PACKAGE.MODULE:NAME",
+        help="your own operations and invariants (an Extensions value), run like the built-in"
+        " ones (README: your own operations and invariants)",
+    )
+
+
+def _extensions_path(path: str) -> str:
+    from harness.lockstep import extensions
+
+    try:
+        extensions.load(path)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return path
 
 
 TRANSPORTS = ("ads", "per-type")
@@ -119,15 +146,43 @@ def _add_proxies_option(parser: argparse.ArgumentParser, *, every_transport: boo
     )
 
 
+def _add_adapter_options(parser: argparse.ArgumentParser, *, foreign: bool = True) -> None:
+    if foreign:
+        parser.add_argument(
+            "--adapter",
+            default=None,
+            metavar="HOST:PORT|reference",
+            help="put the xDS server behind this adapter under test instead of routeproof's own"
+            " (reference: start routeproof's reference adapter, server-side mutants as its"
+            " flags); variants it lacks are skipped and reported",
+        )
+        parser.add_argument(
+            "--xds-server",
+            default=None,
+            metavar="HOST:PORT",
+            help="the external server's ADS address (default: the first its Capabilities name)",
+        )
+    else:
+        parser.add_argument(
+            "--adapter",
+            default=None,
+            choices=["reference"],
+            help="run every search through routeproof's reference adapter process (server-side"
+            " mutants as its flags, the control plane's in the harness's runner)",
+        )
+
+
 def _stack_settings(
     args: argparse.Namespace, mode: str, transport: str | None = None
 ) -> StackSettings:
     """The settings the options say, in `mode` and `transport` (default: `--transport`)."""
+    from harness.commands.external import external_server
     from harness.lockstep.stack import StackSettings
     from sut.controlplane import FailurePolicy
     from sut.mutants import Mutants
 
     mutants = Mutants.of(args.mutant)
+    external = external_server(getattr(args, "adapter", None), getattr(args, "xds_server", None))
     policy = args.failure_policy or mutants.failure_policy() or FailurePolicy.KEEP_LAST_GOOD.value
     return StackSettings(
         mode=mode,  # type: ignore[arg-type]
@@ -137,8 +192,11 @@ def _stack_settings(
         strict_protocol=args.strict_protocol,
         translation_budget=args.translation_budget,
         proxies=args.proxies,
+        gateways=getattr(args, "gateways", 1),
         grpc_clients=args.grpc_clients,
         transport=transport or args.transport,  # type: ignore[arg-type]
+        external=external,
+        extensions=getattr(args, "extensions", None),
     )
 
 
@@ -180,18 +238,7 @@ def _scenario(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from collections import Counter
-
-    from harness.commands.check import (
-        CheckOptions,
-        example_database,
-        format_counterexample,
-        format_kinds,
-        progress_printer,
-        run_check,
-        save_replay,
-    )
-    from harness.commands.workers import check_on_workers
+    from harness.commands.check import example_database
 
     if args.workers < 1 or args.proxies < 1 or args.grpc_clients < 0:
         print(
@@ -201,9 +248,35 @@ def _check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         example_database(args.database)
+        from harness.commands.external import check_foreign
+
+        check_foreign(_stack_settings(args, "delta", "ads"), args.workers)
     except ValueError as error:
         print(f"check: {error}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        return _check_variants(args)
+    finally:
+        if args.adapter is not None:
+            from harness.commands.external import stop_reference_adapter
+
+            stop_reference_adapter()
+
+
+def _check_variants(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from harness.commands.check import (
+        CheckOptions,
+        format_counterexample,
+        format_kinds,
+        progress_printer,
+        run_check,
+        save_replay,
+    )
+    from harness.commands.workers import check_on_workers
+    from harness.loopback.adapter import AdapterError, Capabilities
+
     in_ci = os.environ.get("CI", "").lower() == "true"
     seed = args.seed
     if seed is None and args.workers > 1:  # each worker's seed derives from the run's
@@ -223,9 +296,26 @@ def _check(args: argparse.Namespace) -> int:
             }
             write_report(Path(args.json), command | {"seed": seed}, reported)
 
+    capabilities: Capabilities | None = None
     for mode, transport in _variants(args):
         label = variant_label(mode, transport)
         settings = _stack_settings(args, mode, transport)
+        if settings.external is not None:
+            from harness.commands.external import capabilities_of, lacking
+
+            try:
+                capabilities = capabilities or capabilities_of(settings)
+            except AdapterError as error:
+                print(f"check: {error}", file=sys.stderr)
+                return EXIT_USAGE
+            reason = lacking(settings, capabilities)
+            if reason is not None:
+                print(f"[{label}] skipped: {reason}", file=sys.stderr)
+                if args.json:
+                    from harness.commands.report import skipped_report
+
+                    reported.append(skipped_report(label, settings, reason))
+                continue
         options = CheckOptions(
             stack=settings,
             max_examples=args.max_examples,
@@ -265,9 +355,16 @@ def _check(args: argparse.Namespace) -> int:
             )
             print(f"check: counterexample in {len(result.failure.steps)} steps ({label})")
             return EXIT_FAILED
+        discarded = (
+            f"; {result.discarded} discarded as inconclusive (a healthy extension starved of CPU"
+            " missed its deadline)"
+            if result.discarded
+            else ""
+        )
         print(
             f"[{label}] passed {result.examples} examples, {result.steps} steps in"
-            f" {result.seconds:.0f} s ({result.steps / max(result.seconds, 1e-9):.1f} steps/s)",
+            f" {result.seconds:.0f} s ({result.steps / max(result.seconds, 1e-9):.1f} steps/s)"
+            f"{discarded}",
             file=sys.stderr,
         )
     stats()
@@ -278,6 +375,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _mutants(args: argparse.Namespace) -> int:
     from harness.commands.check import progress_printer
+    from harness.commands.external import external_server
     from harness.commands.kill_table import run_kill_table, update_readme
 
     printers: dict[str, Callable[[Progress], None]] = {}
@@ -292,7 +390,11 @@ def _mutants(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     clients = f", {args.grpc_clients} gRPC client(s)" if args.grpc_clients else ""
-    print(f"mutants: {args.workers} worker(s), {args.proxies} proxy(ies){clients}", file=sys.stderr)
+    through = f", through the {args.adapter} adapter" if args.adapter else ""
+    print(
+        f"mutants: {args.workers} worker(s), {args.proxies} proxy(ies){clients}{through}",
+        file=sys.stderr,
+    )
     table = run_kill_table(
         _modes(args),
         transports=_transports(args),
@@ -307,6 +409,7 @@ def _mutants(args: argparse.Namespace) -> int:
         workers=args.workers,
         proxies=args.proxies,
         grpc_clients=args.grpc_clients,
+        external=external_server(args.adapter, None),
     )
     print(table.as_json() if args.json else table.as_markdown())
     if args.readme:
@@ -397,6 +500,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="also write the run as a JSON report (verdict, counts, counterexample) to FILE",
     )
+    _add_adapter_options(check)
     check.set_defaults(run=_check)
 
     mutants = commands.add_parser(
@@ -431,6 +535,7 @@ def _parser() -> argparse.ArgumentParser:
         "--only", action="append", default=None, metavar="MUTANT", help="run only these"
     )
     _add_proxies_option(mutants)
+    _add_adapter_options(mutants, foreign=False)
     mutants.add_argument("--json", action="store_true", help="print the table as JSON")
     mutants.add_argument(
         "--readme", default=None, metavar="FILE", help="rewrite the kill table in FILE"

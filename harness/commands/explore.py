@@ -19,13 +19,14 @@ from collections.abc import Callable, Iterable, Sequence
 import attrs
 
 from harness.commands.workers import worker_pool
+from harness.lockstep import extensions
 from harness.lockstep.alphabet import ALPHABETS, Letter, alphabet
 from harness.lockstep.exploration import Move, Plan, plan
 from harness.lockstep.machine import Failure
 from harness.lockstep.session import Session, initial_pods
 from harness.lockstep.stack import StackSettings
-from harness.lockstep.verdict import Violation
-from harness.lockstep.worlds import initial_world
+from harness.lockstep.verdict import Inconclusive, Violation
+from harness.lockstep.worlds import SECOND_GATEWAY, initial_world
 from model import Extension, ModelState
 
 __all__ = [
@@ -81,7 +82,10 @@ def initial_model(settings: StackSettings) -> ModelState:
     """The model state a fresh session starts in (`Session.start`)."""
     extension = Extension(fail_open=settings.fail_open) if settings.extension else None
     model = ModelState(extension=extension, policy=str(settings.failure_policy))
-    return model.with_proxies(settings.proxies).started(initial_world(initial_pods()))
+    model = model.with_proxies(settings.proxies)
+    if settings.gateways == 2:
+        model = model.with_fleet(SECOND_GATEWAY)
+    return model.started(initial_world(initial_pods()))
 
 
 def run_sequence(settings: StackSettings, moves: Sequence[Move]) -> SequenceResult:
@@ -96,6 +100,8 @@ def run_sequence(settings: StackSettings, moves: Sequence[Move]) -> SequenceResu
         for move in moves:
             try:
                 session.apply(move.operation)
+            except Inconclusive:  # the environment starved the SUT: this sequence says nothing
+                return SequenceResult(steps)
             except Exception as error:  # a crash of the SUT or the stack is a counterexample
                 crash = Violation("no-crash", f"{type(error).__name__}: {error}")
                 return SequenceResult(steps, _failure(session, [crash]))
@@ -119,8 +125,11 @@ def _failure(session: Session, violations: Sequence[Violation]) -> Failure:
 def run_explore(
     options: ExploreOptions, on_progress: Callable[[str], None] | None = None
 ) -> ExploreResult:
-    letters = options.letters or alphabet(
-        options.alphabet, options.stack.proxies, options.stack.transport
+    letters = options.letters or (
+        *alphabet(
+            options.alphabet, options.stack.proxies, options.stack.transport, options.stack.gateways
+        ),
+        *extensions.load(options.stack.extensions).letters,
     )
     the_plan = plan(
         initial_model(options.stack), letters, options.depth, exhaustive=options.exhaustive
@@ -186,8 +195,11 @@ def _results(
 
 
 def coverage_summary(options: ExploreOptions, result: ExploreResult) -> str:
-    letters = options.letters or alphabet(
-        options.alphabet, options.stack.proxies, options.stack.transport
+    letters = options.letters or (
+        *alphabet(
+            options.alphabet, options.stack.proxies, options.stack.transport, options.stack.gateways
+        ),
+        *extensions.load(options.stack.extensions).letters,
     )
     the_plan = result.plan
     pruning = "no pruning" if the_plan.exhaustive else "pruned on abstract states"

@@ -4,6 +4,11 @@ and tabulate which ones it kills.
 Every mutant runs through the ordinary machine: same rules, same invariants, same generation.
 A mutant is killed when `check` finds a counterexample; the unmutated SUT must pass the same
 budget. The pairs are independent searches, spread over worker processes (`--workers`).
+
+With `--adapter reference` every search runs through routeproof's reference adapter process:
+the pair's server-side mutants are the adapter's flags, the control plane's stay in the
+harness's runner (`split_mutants`). A runner mutant whose only symptom is the versions it
+labels (`ADAPTER_EXEMPT`) is not run then: behind an adapter the server owns the versions.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from harness.commands.check import (
 )
 from harness.commands.workers import Search, search_each
 from harness.lockstep.machine import Progress
+from harness.lockstep.server_under_test import ExternalServer
 from harness.lockstep.stack import StackSettings
 from sut.controlplane import FailurePolicy
 from sut.mutants import MUTANTS, Mutant, Mutants
@@ -49,6 +55,11 @@ more workers sharing its cores make the table slower but never weaker (a wall-cl
 let slow kills slip past it when two searches shared two cores)."""
 SHRINK_SECONDS = 15.0
 """Shrinking time per kill: keeps the whole table of both modes under 15 minutes."""
+ADAPTER_EXEMPT: dict[Mutant, str] = {
+    Mutant.VERSION_FROM_STORE: "the runner's version labels never reach a server behind an"
+    " adapter, which names its own versions",
+}
+"""Runner mutants not run through an adapter, and why."""
 README_START = "<!-- kill-table:start -->"
 README_END = "<!-- kill-table:end -->"
 
@@ -85,6 +96,8 @@ class MutantRun:
 class KillTable:
     baseline: tuple[tuple[str, CheckResult], ...]
     runs: tuple[MutantRun, ...]
+    exempt: tuple[tuple[str, str], ...] = ()
+    """(mutant, reason) not run through the adapter (`ADAPTER_EXEMPT`)."""
 
     @property
     def baseline_passed(self) -> bool:
@@ -102,6 +115,11 @@ class KillTable:
                 "equivalent": [
                     {"name": name, "reason": reason} for name, reason in equivalent_mutants()
                 ],
+                **(
+                    {"not_through_adapter": [{"name": n, "reason": r} for n, r in self.exempt]}
+                    if self.exempt
+                    else {}
+                ),
             },
             indent=1,
         )
@@ -136,6 +154,9 @@ class KillTable:
         for name, reason in equivalent_mutants():
             lines.append("")
             lines.append(f"Not run, equivalent in this SUT: `{name}`: {reason}.")
+        for name, reason in self.exempt:
+            lines.append("")
+            lines.append(f"Not run through the adapter: `{name}`: {reason}.")
         return "\n".join(lines)
 
 
@@ -176,12 +197,18 @@ def equivalent_mutants() -> list[tuple[str, str]]:
 
 
 def mutant_settings(
-    mode: str, mutants: Mutants, proxies: int = 1, grpc_clients: int = 0, transport: str = "ads"
+    mode: str,
+    mutants: Mutants,
+    proxies: int = 1,
+    grpc_clients: int = 0,
+    transport: str = "ads",
+    *,
+    external: ExternalServer | None = None,
 ) -> StackSettings:
     """The stack a mutant runs on: its failure policy if it names one, else the default; the
     protocol monitor judges SHOULD rules too (`--strict-protocol`), so a mutant Envoy cannot
     observe is still killed through the wire; `proxies` Envoy replicas, `grpc_clients`
-    proxyless gRPC clients."""
+    proxyless gRPC clients; `external`: the xDS server under test behind an adapter."""
     policy = mutants.failure_policy() or FailurePolicy.KEEP_LAST_GOOD.value
     return StackSettings(
         mode=mode,  # type: ignore[arg-type]
@@ -191,6 +218,7 @@ def mutant_settings(
         proxies=proxies,
         grpc_clients=grpc_clients,
         transport=transport,  # type: ignore[arg-type]
+        external=external,
     )
 
 
@@ -226,6 +254,7 @@ def run_kill_table(
     proxies: int = 1,
     grpc_clients: int = 0,
     transports: Iterable[str] = ("ads",),
+    external: ExternalServer | None = None,
 ) -> KillTable:
     """The baseline per mode, then every (mutant, mode) pair, each within `examples` examples
     (and `budget_seconds`, if given: a cap in wall-clock time on top).
@@ -239,21 +268,25 @@ def run_kill_table(
     `<mutant>-<mode>.json`: a replay that tells the mutant from the SUT (CI replays them).
     Every search runs on a fleet of `proxies` Envoys and `grpc_clients` proxyless clients.
     Each of `transports` is a variant of its own: a baseline per (mode, transport), and each
-    mutant wherever its mechanism exists; a per-type witness is `<mutant>-<mode>-per-type.json`."""
+    mutant wherever its mechanism exists; a per-type witness is `<mutant>-<mode>-per-type.json`.
+    With `external`, every search puts that server under test (the module's docstring)."""
     carriers = list(transports)
     variants = [(mode, transport) for transport in carriers for mode in modes]
     selected = set(only) if only is not None else None
     say = on_result or (lambda line: None)
+    exempt = ADAPTER_EXEMPT if external is not None else {}
     pairs = [
         (name, mode, transport)
         for name, mode, transport in kill_table_variants(list(modes), carriers)
-        if selected is None or name in selected
+        if (selected is None or name in selected) and Mutant(name) not in exempt
     ]
     stacks = [
-        mutant_settings(mode, Mutants(), proxies, grpc_clients, transport)
+        mutant_settings(mode, Mutants(), proxies, grpc_clients, transport, external=external)
         for mode, transport in variants
     ] + [
-        mutant_settings(mode, Mutants.of([name]), proxies, grpc_clients, transport)
+        mutant_settings(
+            mode, Mutants.of([name]), proxies, grpc_clients, transport, external=external
+        )
         for name, mode, transport in pairs
     ]
     labels = [f"baseline/{variant_label(*variant)}" for variant in variants] + [
@@ -282,7 +315,12 @@ def run_kill_table(
         _mutant_run(name, mode, results[len(variants) + index], transport)
         for index, (name, mode, transport) in enumerate(pairs)
     )
-    return KillTable(baseline, runs)
+    skipped = tuple(
+        (name.value, reason)
+        for name, reason in sorted(exempt.items())
+        if selected is None or name.value in selected
+    )
+    return KillTable(baseline, runs, skipped)
 
 
 def _mutant_run(name: str, mode: str, result: CheckResult, transport: str = "ads") -> MutantRun:

@@ -1,7 +1,8 @@
 """`check --json FILE`: the run as a machine-readable document, for CI systems and dashboards.
 
 One document per run: the command's settings, then one entry per variant (xDS mode, transport)
-with its verdict, counts and times, and for a failure the shrunk steps (each operation described
+with its verdict, counts and times (or, for a variant the xDS server under test lacks, why it
+was skipped), and for a failure the shrunk steps (each operation described
 and encoded as in replay files), the violations and the replay file. The schema is versioned
 (`schema`); a field is added, never renamed.
 """
@@ -16,7 +17,7 @@ from harness.commands.check import CheckResult, describe_settings
 from harness.lockstep.replay_files import encode_operations
 from harness.lockstep.stack import StackSettings
 
-__all__ = ["SCHEMA", "variant_report", "write_report"]
+__all__ = ["SCHEMA", "skipped_report", "variant_report", "write_report"]
 
 SCHEMA = "routeproof.check/v1"
 
@@ -32,6 +33,7 @@ def variant_report(
         "transport": settings.transport,
         "proxies": settings.proxies,
         "grpc_clients": settings.grpc_clients,
+        **_server(settings),
         "passed": result.passed,
         "examples": result.examples,
         "steps": result.steps,
@@ -67,13 +69,35 @@ def variant_report(
     return entry
 
 
+def skipped_report(label: str, settings: StackSettings, reason: str) -> dict[str, Any]:
+    """The entry of a variant the server under test cannot run (its Capabilities lack it)."""
+    return {
+        "variant": label,
+        "settings": describe_settings(settings),
+        "mode": settings.mode,
+        "transport": settings.transport,
+        "proxies": settings.proxies,
+        "grpc_clients": settings.grpc_clients,
+        **_server(settings),
+        "skipped": reason,
+    }
+
+
+def _server(settings: StackSettings) -> dict[str, Any]:
+    external = settings.external
+    if external is None:
+        return {}
+    return {"adapter": external.adapter, "xds_server": external.xds_server}
+
+
 def write_report(path: Path, command: dict[str, Any], variants: list[dict[str, Any]]) -> None:
     """Write the whole run's document (`-` for standard output is the caller's business)."""
     document = {
         "schema": SCHEMA,
         "command": command,
-        "passed": all(entry["passed"] for entry in variants),
+        "passed": all(entry.get("passed", True) for entry in variants),
         "variants": variants,
+        "skipped": [entry["variant"] for entry in variants if "skipped" in entry],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")

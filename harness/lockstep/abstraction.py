@@ -22,7 +22,8 @@ must have received in full.
 In a fleet, what the proxy holds, its link and its part of the history (cut, restarted) are kept
 per proxy (`LinkState`), as a sorted tuple: replicas are interchangeable, and the alphabet has the
 same letters for each (`alphabet`), so two states that differ only in which replica is which have
-the same futures.
+the same futures. A second Gateway's proxy is told apart by its Gateway (`LinkState.gateway`), and
+what the cache holds for its node is kept beside the first's (`other_caches`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ STORE_CHANGES = frozenset(
         "delete-route",
         "add-listener",
         "remove-listener",
+        "create-gateway",
+        "delete-gateway",
         "scale",
         "set-backend-policy",
     }
@@ -61,6 +64,9 @@ class History:
     rejected: bool = False
     pending: bool = False
     """An extension change waits for the next reconcile."""
+    user: frozenset[str] = frozenset()
+    """A user's operation kinds (`extensions`) since the last store change: their effect on
+    what the model does not show is unknown here, so states after them are kept apart."""
 
     def after(self, kind: str, proxy: int | None = None) -> History:
         """The transition table: one row per operation kind (`proxy`: the one a cut or a
@@ -80,7 +86,7 @@ class History:
             "release-xds": {},
         }
         if kind not in table:
-            raise ValueError(f"no history transition for operation kind {kind!r}")
+            return attrs.evolve(self, user=self.user | {kind})
         return attrs.evolve(self, **table[kind])  # type: ignore[arg-type]
 
 
@@ -98,6 +104,8 @@ class LinkState:
     queued: bool
     cut: bool
     restarted: bool
+    gateway: str = ""
+    """The Gateway whose proxy it is."""
 
 
 @attrs.frozen
@@ -113,6 +121,8 @@ class AbstractState:
     """Sorted: which replica is which does not matter."""
     history: History
     """The fleet's part of the history (the proxies' parts are in `links`)."""
+    other_caches: tuple[Holding, ...] = ()
+    """What the cache holds for each other Gateway's node."""
 
 
 def _normal_world(world: World) -> World:
@@ -147,19 +157,23 @@ def abstract(model: ModelState, history: History) -> AbstractState:
         failing=extension.failing if extension is not None else None,
         failing_hooks=extension.failing_hooks if extension is not None else frozenset(),
         generation=generation,
-        cache=_holding(model.cache, model.world),
+        cache=_holding(model.cache, model.world.of_gateway(model.world.gateway)),
         links=tuple(
             sorted(
                 LinkState(
-                    proxy_is_cache=link.proxy == model.cache,
+                    proxy_is_cache=link.proxy == model.cache_of(index),
                     proxy_holds_nothing=link.proxy is None,
                     held=link.held,
                     queued=bool(link.in_flight),
                     cut=index in history.cut,
                     restarted=index in history.proxy_restarted,
+                    gateway=model.gateway_of(index),
                 )
-                for index, link in enumerate(model.links)
+                for index, link in enumerate(model.all_links)
             )
         ),
         history=attrs.evolve(history, cut=frozenset(), proxy_restarted=frozenset()),
+        other_caches=tuple(
+            _holding(fleet.cache, model.world.of_gateway(fleet.gateway)) for fleet in model.others
+        ),
     )

@@ -19,7 +19,9 @@ Two alphabets, stated here:
 In a fleet (`alphabet(name, proxies)`), each letter on a proxy's connection or process (cut,
 hold, release, restart Envoy) is there once per proxy; hold and restart apply to a proxy whose
 connection flows, release to a held one. With the per-type transport, each proxy also has a
-letter cutting one type's streams (`PER_TYPE_CUTS`), on a flowing connection only.
+letter cutting one type's streams (`PER_TYPE_CUTS`), on a flowing connection only. With a
+second Gateway (`gateways` = 2), its proxy has the same letters as the others, and two letters
+create and delete that Gateway.
 
 Routes are created from the catalogue keyed by name (`worlds.CATALOGUE_ROUTES`): the lowest free
 name gets its catalogue content, so deleting a route and creating one again brings back the
@@ -35,8 +37,10 @@ import attrs
 from harness.lockstep.operations import (
     STREAM_KINDS,
     AddListener,
+    CreateGateway,
     CreateRoute,
     CutXds,
+    DeleteGateway,
     DeleteRoute,
     ExtensionFault,
     ExtensionRecover,
@@ -61,7 +65,9 @@ from harness.lockstep.worlds import (
     LOAD_BALANCERS,
     MAX_ROUTES,
     MISSING_SERVICE,
+    SECOND_GATEWAY,
     SERVICES,
+    second_gateway,
 )
 from model import Backend, ModelState, Route
 
@@ -214,7 +220,7 @@ def _unless_held(operation: Operation) -> Build:
 def _if_link(held: bool, operation: Operation) -> Build:
     """The operation on its proxy, if that proxy's connection is held (or flows) as wanted."""
     target = operation.target or 0
-    return lambda model: operation if model.links[target].held == held else None
+    return lambda model: operation if model.link(target).held == held else None
 
 
 def _link_letters(proxy: int | None, streams: tuple[str, ...] = ()) -> list[Letter]:
@@ -341,10 +347,29 @@ PER_TYPE_CUTS = {"full": STREAM_KINDS, "coarse": ("RDS", "EDS")}
 FULL; in COARSE the two whose streams come and go with the names subscribed."""
 
 
-def alphabet(name: str, proxies: int = 1, transport: str = "ads") -> tuple[Letter, ...]:
-    """The alphabet `name` for a fleet of `proxies` (with "per-type", its per-type cuts too)."""
+def _second_gateway_letters() -> tuple[Letter, ...]:
+    def create(model: ModelState) -> Operation | None:
+        return None if model.world.other(SECOND_GATEWAY) else CreateGateway(second_gateway())
+
+    def delete(model: ModelState) -> Operation | None:
+        return DeleteGateway(SECOND_GATEWAY) if model.world.other(SECOND_GATEWAY) else None
+
+    return (
+        Letter(f"create Gateway {SECOND_GATEWAY}", "create-gateway", create),
+        Letter(f"delete Gateway {SECOND_GATEWAY}", "delete-gateway", delete),
+    )
+
+
+def alphabet(
+    name: str, proxies: int = 1, transport: str = "ads", gateways: int = 1
+) -> tuple[Letter, ...]:
+    """The alphabet `name` for a fleet of `proxies` (with "per-type", its per-type cuts too;
+    with 2 `gateways`, the second Gateway's proxy and its creation and deletion too)."""
     if proxies < 1:
         raise ValueError(f"a fleet has at least one proxy, not {proxies}")
+    if gateways == 2:
+        streams = PER_TYPE_CUTS[name] if transport == "per-type" else ()
+        return (*_BUILDERS[name](proxies + 1, streams), *_second_gateway_letters())
     if transport == "per-type":
         return _BUILDERS[name](proxies, PER_TYPE_CUTS[name])
     return ALPHABETS[name] if proxies == 1 else _BUILDERS[name](proxies)

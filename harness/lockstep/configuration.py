@@ -26,6 +26,11 @@ def configuration_key(settings: StackSettings) -> str:
     assert isinstance(fields, dict)
     if settings.proxies == 1:
         del fields["proxies"]  # a fleet of one keys its examples as before fleets existed
+    if settings.gateways == 1:
+        del fields["gateways"]  # so does a stack of one Gateway
+    for optional in ("external", "extensions"):
+        if fields.get(optional) is None:
+            fields.pop(optional, None)  # and routeproof's own server, with no user extensions
     canonical = json.dumps(fields, sort_keys=True, default=str)
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
     return f"{settings.mode}, {mutants}, {digest}"

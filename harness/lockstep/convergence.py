@@ -1,18 +1,23 @@
 """Convergence: every xDS stream of a proxy ACKed the published snapshot and its Envoy holds
 exactly it; the fleet converged when every proxy did.
 
+Judged from the wire and from Envoy, for every xDS server alike: the proxy's protocol monitor
+says whether its streams are at rest on the snapshot (`ProtocolMonitor.at_rest`: nothing waiting
+for an ACK, the content last delivered per type equal to the snapshot's, versions left aside as
+an external server owns them), and Envoy's config_dump says what it holds. The server's own
+introspection is never read.
+
 The bound is well under the `initial_fetch_timeout`: a correct server converges in milliseconds,
 so anything slower is a subscription it failed to answer. After a reconnect (a cut, a restarted
 control plane) Envoy first has to come back, so one more second is allowed then.
 
 The bound is on the server and Envoy, not on the harness reading Envoy: a read of what Envoy
 holds that begins within the bound and finds the snapshot converges, however long it took (at
-10,000 routes a read takes seconds; `envoy_state`). Envoy is read once the server says every
-stream ACKed, or once at the deadline to say what is missing.
+10,000 routes a read takes seconds; `envoy_state`). Envoy is read once the wire shows every
+stream at rest, or once at the deadline to say what is missing.
 
-Replicas share a node id; a proxy's streams are those whose node metadata names it
-(`proxy.streams_of`). The proxies of a fleet are waited for one after the other against one
-deadline, since they converge side by side.
+Each proxy has its own relay and monitor, so its streams are its monitor's. The proxies of a
+fleet are waited for one after the other against one deadline, since they converge side by side.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from typing import TYPE_CHECKING
 import attrs
 
 from harness.lockstep.envoy_state import EnvoyView, snapshot_differences
-from harness.lockstep.proxy import Proxy, streams_of
+from harness.lockstep.monitor.rest import by_type
+from harness.lockstep.proxy import Proxy
 from harness.loopback import EnvoyError
 
 if TYPE_CHECKING:
@@ -70,8 +76,8 @@ def convergence_bound(initial_fetch_timeout: float, *, reconnect: bool) -> float
 def converge(
     stack: Stack, proxy: Proxy, timeout: float | None = None, *, started: float | None = None
 ) -> Convergence:
-    """Wait until every stream of `proxy` ACKed the cache's snapshot and its Envoy holds exactly
-    it; the bound counts from `started` (default: now)."""
+    """Wait until every stream of `proxy` is at rest on the published snapshot (its monitor) and
+    its Envoy holds exactly it; the bound counts from `started` (default: now)."""
     if timeout is None:
         timeout = convergence_bound(
             stack.settings.initial_fetch_timeout, reconnect=proxy.reconnect_pending
@@ -79,20 +85,18 @@ def converge(
         proxy.reconnect_pending = False
     started = time.monotonic() if started is None else started
     deadline = started + timeout
-    snapshot = stack.published_snapshot()
+    snapshot = stack.published_snapshot(proxy.index)
     if snapshot is None:
         return Convergence(True, 0.0, "")
-    xds = stack.xds
-    assert xds is not None
-    node = stack.settings.node_id
+    expected = by_type({(item.type.type_url, item.name): item.body for item in snapshot.resources})
+    monitor = proxy.monitor
+    wire: list[str] = []
 
-    def server_converged() -> bool:
-        statuses = streams_of(xds.stream_statuses(node), proxy.instance)
-        return bool(statuses) and all(
-            s.converged and s.snapshot_version == snapshot.version for s in statuses
-        )
+    def at_rest() -> bool:
+        wire[:] = monitor.at_rest(expected)
+        return not wire
 
-    server_done = xds.wait_for(server_converged, max(deadline - time.monotonic(), 0.0))
+    wire_done = monitor.wait_until(at_rest, max(deadline - time.monotonic(), 0.0))
     problems: list[str] = []
     while True:
         view: EnvoyView | None = None
@@ -104,7 +108,7 @@ def converge(
         except EnvoyError as error:
             problems = [f"Envoy admin: {error}"]
         now = time.monotonic()
-        if not problems and server_done:
+        if not problems and wire_done:
             return Convergence(
                 True,
                 now - started,
@@ -114,14 +118,12 @@ def converge(
             )
         if now >= deadline:
             break
-        if not server_done:
-            server_done = xds.wait_for(server_converged, 0.05)
+        if not wire_done:
+            wire_done = monitor.wait_until(at_rest, min(0.05, max(deadline - now, 0.0)))
         else:
             time.sleep(0.01)  # polling Envoy's admin endpoint, with a deadline
-    if not server_done:
-        problems.insert(
-            0, "the xDS server has not converged (streams still sending or awaiting ACKs)"
-        )
+    if not wire_done:
+        problems[:0] = ["the wire shows streams not at rest on the snapshot:", *wire[:6]]
     return Convergence(
         False,
         time.monotonic() - started,

@@ -70,6 +70,10 @@ class GrpcFleet:
         self.clients = tuple(GrpcClient(index, node_id) for index in range(count))
         self._last: tuple[int, str] | None = None
         """(lifetime, version) of the last proxyless snapshot the monitors were told of."""
+        self.held: Snapshot | None = None
+        """What converged clients hold: the last proxyless snapshot published. A restarted
+        control plane with nothing to publish leaves it: gRPC keeps cached resources across a
+        reconnect (model rule 8)."""
 
     def __len__(self) -> int:
         return len(self.clients)
@@ -96,6 +100,7 @@ class GrpcFleet:
         if snapshot is None or self._last == (lifetime, snapshot.version):
             return
         self._last = (lifetime, snapshot.version)
+        self.held = snapshot
         self.published(snapshot, lifetime, clock())
 
     def published(self, snapshot: Snapshot, lifetime: int, at: float) -> None:

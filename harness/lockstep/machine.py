@@ -8,6 +8,10 @@ extension, pods) per example; `teardown` always stops it.
 On a fleet (`StackSettings.proxies` > 1) a rule on an xDS connection or an Envoy draws the proxy
 it acts on among those it applies to (release: a held one; hold and restart: a flowing one); a
 compound rule holds one proxy. A fleet of one draws nothing, so its examples are as before.
+
+With a second Gateway (`StackSettings.gateways` = 2) its proxy is one more to draw, routes may
+name it among their parentRefs, and it is created and deleted whole (rules and changes of the
+compound rules alike, always enabled); with one Gateway nothing of it is drawn.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from hypothesis import note
+from hypothesis import note, reject
 from hypothesis import strategies as st
 from hypothesis.control import current_build_context
 from hypothesis.stateful import (
@@ -29,13 +33,17 @@ from hypothesis.stateful import (
     rule,
 )
 
+from harness.lockstep import extensions
 from harness.lockstep.configuration import configuration_key
+from harness.lockstep.extensions import Extensions
 from harness.lockstep.invariants import InvariantViolated, Violation
 from harness.lockstep.operations import (
     STREAM_KINDS,
     AddListener,
+    CreateGateway,
     CreateRoute,
     CutXds,
+    DeleteGateway,
     DeleteRoute,
     ExtensionFault,
     ExtensionRecover,
@@ -55,21 +63,21 @@ from harness.lockstep.operations import (
 from harness.lockstep.progress import BudgetSpent, Failure, Progress, StopFlag
 from harness.lockstep.session import Session
 from harness.lockstep.stack import StackSettings
+from harness.lockstep.strategies import CHANGE_KINDS, GATEWAY_CHANGE_KINDS, route_strategy, swarm
+from harness.lockstep.verdict import Inconclusive
 from harness.lockstep.worlds import (
     FAULTS,
-    HEADER,
     HOOKS,
     LISTENERS,
     LOAD_BALANCERS,
     MAX_ROUTES,
-    MISSING_SERVICE,
-    ROUTE_HOSTNAMES,
     ROUTE_NAMES,
-    ROUTE_PATHS,
+    SECOND_GATEWAY,
     SERVICES,
+    second_gateway,
 )
 from harness.loopback.spares import SpareEnvoys
-from model import Backend, Link, Match, Route, Rule
+from model import Link, Route
 
 __all__ = [
     "BudgetSpent",
@@ -80,58 +88,6 @@ __all__ = [
     "machine_for",
     "route_strategy",
 ]
-
-
-CHANGE_KINDS = (
-    "create-route",
-    "update-route",
-    "delete-route",
-    "add-listener",
-    "remove-listener",
-    "scale",
-    "backend-policy",
-    "extension-fault",
-    "extension-recover",
-    "fail-open",
-    "resync",
-)
-"""What the compound rules may do in a row. A resync is among them: a controller's periodic
-resync can come at any moment, and it is what makes an extension change take effect."""
-
-
-def _swarm() -> st.SearchStrategy[frozenset[str]]:
-    """Swarm testing for the compound rules, as Hypothesis does for the rules themselves: each
-    example enables a random subset of the change kinds, so no fixed weight starves a short
-    path (an extension change then a resync; a burst of route creations)."""
-    return st.sets(st.sampled_from(CHANGE_KINDS), min_size=1).map(frozenset)
-
-
-def _rules() -> st.SearchStrategy[tuple[Rule, ...]]:
-    services = st.sampled_from((*SERVICES, MISSING_SERVICE))
-    match = st.builds(
-        Match,
-        path_kind=st.sampled_from(("PathPrefix", "Exact")),
-        path=st.sampled_from(ROUTE_PATHS),
-        headers=st.sampled_from(((), (HEADER,))),
-    )
-    backends = st.one_of(
-        services.map(lambda service: (Backend(service),)),
-        st.tuples(services, services).map(lambda pair: (Backend(pair[0], 1), Backend(pair[1], 0))),
-    )
-    one_rule = st.builds(lambda m, b: Rule((m,), b), match, backends)
-    return st.lists(one_rule, min_size=1, max_size=2).map(tuple)
-
-
-def route_strategy(name: str, created: int) -> st.SearchStrategy[Route]:
-    """HTTPRoutes over the catalogue: overlapping hostnames, prefixes and sections."""
-    return st.builds(
-        Route,
-        name=st.just(name),
-        created=st.just(created),
-        rules=_rules(),
-        hostnames=st.lists(st.sampled_from(ROUTE_HOSTNAMES), max_size=2, unique=True).map(tuple),
-        section=st.sampled_from((None, None, *LISTENERS)),
-    )
 
 
 def _any(link: Link) -> bool:
@@ -161,6 +117,8 @@ class _Machine(RuleBasedStateMachine):
         """Creation timestamps of new routes, after every route of the initial world."""
         self.enabled: frozenset[str] = frozenset(CHANGE_KINDS)
         """The change kinds compound rules may draw in this example (swarm testing)."""
+        self.user_enabled: frozenset[str] = frozenset()
+        """The user's operation kinds this example enabled (`_WithExtensions`)."""
         if self.progress.first_failure_at is None:
             self.progress.examples += 1
         else:
@@ -180,6 +138,10 @@ class _Machine(RuleBasedStateMachine):
         note(f"     + {operation.describe()}" if ongoing else f"{number}. {operation.describe()}")
         try:
             self.session.apply(operation)
+        except Inconclusive as why:
+            note(f"discarded: {why}")
+            self.progress.discarded += 1
+            reject()
         except Exception as error:
             self._record((Violation("no-crash", f"{type(error).__name__}: {error}"),))
             raise
@@ -189,18 +151,29 @@ class _Machine(RuleBasedStateMachine):
             self.progress.report(self.progress)
 
     @property
+    def _two_gateways(self) -> bool:
+        return self.stack_settings.gateways == 2
+
+    def _routes(self, name: str, created: int) -> st.SearchStrategy[Route]:
+        return route_strategy(name, created, self.stack_settings.gateways)
+
+    @property
+    def _second_exists(self) -> bool:
+        return self.session.world.other(SECOND_GATEWAY) is not None
+
+    @property
     def _has_extension(self) -> bool:
         return self.session.model.extension is not None
 
     def _some(self, wanted: Callable[[Link], bool]) -> bool:
-        return any(wanted(link) for link in self.session.model.links)
+        return any(wanted(link) for link in self.session.model.all_links)
 
     def _target(self, data: st.DataObject, wanted: Callable[[Link], bool]) -> int | None:
         """The proxy a link operation acts on: None in a fleet of one (its only proxy, nothing
         drawn), else one drawn among those whose link `wanted` accepts."""
-        if self.stack_settings.proxies == 1:
+        links = self.session.model.all_links
+        if len(links) == 1:
             return None
-        links = self.session.model.links
         return data.draw(
             st.sampled_from([index for index, link in enumerate(links) if wanted(link)]),
             label="proxy",
@@ -213,13 +186,15 @@ class _Machine(RuleBasedStateMachine):
         """The initial world's routes enter the Bundle (no operation runs)."""
         return multiple(*sorted(self.route_names))
 
-    @initialize(fail_open=st.booleans(), enabled=_swarm())
+    @initialize(fail_open=st.booleans(), enabled=swarm())
     def extension_deployment(self, fail_open: bool, enabled: frozenset[str]) -> None:
         """Whether the extension fails open is a deployment setting (Envoy Gateway's
         `failOpen`), not something operators flip mid-flight: half the examples start with it on,
         instead of waiting for the toggle rule to come up. The toggle stays a rule. Also draws
-        the change kinds this example's compound rules use (`_swarm`)."""
+        the change kinds this example's compound rules use (`strategies.swarm`)."""
         self.enabled = enabled
+        if self._two_gateways:
+            self.enabled |= frozenset(GATEWAY_CHANGE_KINDS)
         if fail_open and self._has_extension:
             self._do(SetFailOpen(True))
 
@@ -236,7 +211,7 @@ class _Machine(RuleBasedStateMachine):
         current = self.session.world.route(name)
         if current is None:
             return  # deleted since it entered the bundle
-        self._do(UpdateRoute(data.draw(route_strategy(name, current.created))))
+        self._do(UpdateRoute(data.draw(self._routes(name, current.created))))
 
     @rule(name=consumes(routes))
     def delete_route(self, name: str) -> None:
@@ -288,7 +263,7 @@ class _Machine(RuleBasedStateMachine):
         """Per-type: a flowing proxy may lose one type's streams only; ADS draws nothing more."""
         target, stream = self._target(data, _any), None
         if self.stack_settings.transport == "per-type" and _flowing(
-            self.session.model.links[target or 0]
+            self.session.model.link(target or 0)
         ):
             stream = data.draw(st.sampled_from((None, *STREAM_KINDS)), label="stream")
         self._do(CutXds(target, stream))
@@ -334,7 +309,9 @@ class _Machine(RuleBasedStateMachine):
         # A recovery has no exact undo (it would need the faults it cleared), nor has a fault
         # on top of others (its undo, a recovery, would clear them too).
         kinds = [
-            kind for kind in self._change_kinds() if kind not in ("extension-recover", "resync")
+            kind
+            for kind in self._change_kinds()
+            if kind not in ("extension-recover", "resync") and self._undoable(kind)
         ]
         extension = self.session.model.extension
         if extension is not None and extension.failing is not None:
@@ -347,7 +324,7 @@ class _Machine(RuleBasedStateMachine):
 
     def _sampled(self, kinds: list[str]) -> st.SearchStrategy[str]:
         """Among `kinds`, those this example enabled (all of them if it enabled none)."""
-        enabled = [kind for kind in kinds if kind in self.enabled]
+        enabled = [kind for kind in kinds if kind in self.enabled | self.user_enabled]
         return st.sampled_from(enabled or kinds)
 
     def _change_kinds(self) -> list[str]:
@@ -362,28 +339,48 @@ class _Machine(RuleBasedStateMachine):
             kinds.append("add-listener")
         if len(world.listeners) > 1:
             kinds.append("remove-listener")
+        if self._two_gateways:
+            kinds.append("delete-gateway" if self._second_exists else "create-gateway")
         extension = self.session.model.extension
         if extension is not None:
             kinds += ["extension-fault", "fail-open"]
             if extension.failing is not None:
                 kinds.append("extension-recover")
-        return kinds
+        return kinds + self._user_kinds()
+
+    def _user_kinds(self) -> list[str]:
+        """The user's operation kinds that apply now (none without extensions)."""
+        return []
+
+    def _draw_user(self, data: st.DataObject, kind: str) -> Operation:
+        raise AssertionError(f"no extensions, so no {kind!r}")
+
+    def _undoable(self, kind: str) -> bool:
+        """Whether a change of `kind` has an exact undo now (every built-in change drawn here
+        has one)."""
+        return True
 
     def _draw_change(self, data: st.DataObject, kind: str | None = None) -> Operation:
         """One change of `kind` (any possible kind when None), drawn from the catalogue."""
         if kind is None:
             kind = data.draw(self._sampled(self._change_kinds()), label="change")
+        if kind in self.user_enabled or kind in self._user_kinds():
+            return self._draw_user(data, kind)
         world = self.session.world
         routes = sorted(self.route_names)
         present = sorted(item.name for item in world.listeners)
         if kind == "create-route":
             name = data.draw(st.sampled_from(sorted(set(ROUTE_NAMES) - self.route_names)))
             self.next_created += 1
-            return CreateRoute(data.draw(route_strategy(name, self.next_created)))
+            return CreateRoute(data.draw(self._routes(name, self.next_created)))
         if kind == "update-route":
             current = world.route(data.draw(st.sampled_from(routes)))
             assert current is not None
-            return UpdateRoute(data.draw(route_strategy(current.name, current.created)))
+            return UpdateRoute(data.draw(self._routes(current.name, current.created)))
+        if kind == "create-gateway":
+            return CreateGateway(second_gateway())
+        if kind == "delete-gateway":
+            return DeleteGateway(SECOND_GATEWAY)
         if kind == "delete-route":
             return DeleteRoute(data.draw(st.sampled_from(routes)))
         if kind == "add-listener":
@@ -461,6 +458,55 @@ class _Machine(RuleBasedStateMachine):
         self.session.stop()
 
 
+class _TwoGatewayMachine(_Machine):
+    """The machine with the second Gateway's rules: a class of its own, so a machine of one
+    Gateway keeps exactly the rules (and so the examples) it always had."""
+
+    @precondition(lambda self: not self._second_exists)
+    @rule()
+    def create_gateway(self) -> None:
+        self._do(CreateGateway(second_gateway()))
+
+    @precondition(lambda self: self._second_exists)
+    @rule()
+    def delete_gateway(self) -> None:
+        self._do(DeleteGateway(SECOND_GATEWAY))
+
+
+class _WithExtensions(_Machine):
+    """The machine with a user's operations (`extensions`): a rule drawing among the letters
+    that apply, their kinds in the swarm (an example enables a random subset of them, as of the
+    built-in change kinds), and in the compound rules; a change undone at once needs an undo."""
+
+    @property
+    def _extensions(self) -> Extensions:
+        return extensions.load(self.stack_settings.extensions)
+
+    @initialize(data=st.data())
+    def user_swarm(self, data: st.DataObject) -> None:
+        kinds = sorted(self._extensions.kinds)
+        self.user_enabled = frozenset(data.draw(st.sets(st.sampled_from(kinds)), label="user"))
+
+    def _user_kinds(self) -> list[str]:
+        model = self.session.model
+        return sorted({op.kind for op in self._extensions.applicable(model)})
+
+    def _draw_user(self, data: st.DataObject, kind: str) -> Operation:
+        choices = self._extensions.applicable(self.session.model, kind)
+        return data.draw(st.sampled_from(choices), label=kind)
+
+    def _undoable(self, kind: str) -> bool:
+        model = self.session.model
+        found = self._extensions.applicable(model, kind)
+        return kind not in self._user_kinds() or all(op.undo(model) for op in found)
+
+    @precondition(lambda self: bool(self._user_kinds()))
+    @rule(data=st.data())
+    def user_operation(self, data: st.DataObject) -> None:
+        kind = data.draw(st.sampled_from(self._user_kinds()), label="user operation")
+        self._do(self._draw_user(data, kind))
+
+
 def machine_for(
     settings: StackSettings, progress: Progress, spares: SpareEnvoys | None = None
 ) -> type[RuleBasedStateMachine]:
@@ -472,6 +518,12 @@ def machine_for(
     failures saved for one mutant or mode are neither replayed nor deleted by another's runs."""
     namespace: dict[str, Any] = {"stack_settings": settings, "progress": progress, "spares": spares}
     name = f"RouteproofMachine[{configuration_key(settings)}]"
-    machine = type(name, (_Machine,), namespace)
+    bases: tuple[type[_Machine], ...] = (
+        _TwoGatewayMachine if settings.gateways == 2 else _Machine,
+    )
+    if settings.extensions is not None:
+        extensions.load(settings.extensions)  # ValueError now, not in the first example
+        bases = (_WithExtensions, *bases)
+    machine = type(name, bases, namespace)
     machine.__qualname__ = name
     return machine

@@ -11,7 +11,8 @@ model allows before or after it (restarting the proxy is not hitless by nature).
 
 The operations on one proxy's xDS connection or process (cut, hold, release, restart Envoy) name
 it by `proxy`, its index in the fleet; None (the default) is the only proxy of a fleet of one, so
-a fleet of one reads and replays as it always did.
+a fleet of one reads and replays as it always did. Proxies are numbered across Gateways: the
+first Gateway's, then the second's (`ModelState.link`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import attrs
 from harness.lockstep.stack import Stack
 from harness.lockstep.worlds import NAMESPACE, to_resources
 from model import (
+    Gateway,
     GatewayListener,
     ModelState,
     Route,
@@ -37,8 +39,10 @@ __all__ = [
     "OPERATION_KINDS",
     "STREAM_KINDS",
     "AddListener",
+    "CreateGateway",
     "CreateRoute",
     "CutXds",
+    "DeleteGateway",
     "DeleteRoute",
     "ExtensionFault",
     "ExtensionRecover",
@@ -240,6 +244,47 @@ class RemoveListener(_StoreChange):
 
 
 @attrs.frozen
+class CreateGateway(_StoreChange):
+    """Another Gateway enters the store (or is replaced): its proxies, running from the start on
+    their own node, get its listeners."""
+
+    kind = "create-gateway"
+    gateway: Gateway
+
+    def describe(self) -> str:
+        listeners = ", ".join(
+            f"{item.name} ({item.protocol} {item.port}, {item.hostname or '(any host)'})"
+            for item in self.gateway.listeners
+        )
+        return f"create Gateway {self.gateway.name} with listeners {listeners}"
+
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.with_world(model.world.with_gateway(self.gateway))
+
+    def undo(self, before: ModelState) -> Operation:
+        previous = before.world.other(self.gateway.name)
+        return DeleteGateway(self.gateway.name) if previous is None else CreateGateway(previous)
+
+
+@attrs.frozen
+class DeleteGateway(_StoreChange):
+    """Another Gateway leaves the store: its proxies must withdraw every listener."""
+
+    kind = "delete-gateway"
+    name: str
+
+    def describe(self) -> str:
+        return f"delete Gateway {self.name}"
+
+    def on_model(self, model: ModelState) -> ModelState:
+        return model.with_world(model.world.without_gateway(self.name))
+
+    def undo(self, before: ModelState) -> Operation | None:
+        previous = before.world.other(self.name)
+        return None if previous is None else CreateGateway(previous)
+
+
+@attrs.frozen
 class Scale(Operation):
     """New pods start before their endpoints are published; withdrawn ones stop only once the
     proxy no longer names them (the session stops them when the model says so)."""
@@ -386,13 +431,13 @@ class CutXds(_LinkOperation):
         )
 
     def on_model(self, model: ModelState) -> ModelState:
-        if self.stream is not None and model.links[self.target].held:
+        if self.stream is not None and model.link(self.target).held:
             raise ValueError(f"a cut of the {self.stream} streams needs a flowing connection")
         return model.cut(self.target)
 
     def on_stack(self, stack: Stack, before: ModelState, after: ModelState) -> None:
         stack.cut_xds(self.target, self.stream)
-        if before.links[self.target].held:
+        if before.link(self.target).held:
             stack.release_xds(self.target)
 
 
@@ -476,8 +521,10 @@ OPERATIONS: dict[str, type[Operation]] = {
     cls.kind: cls
     for cls in (
         AddListener,
+        CreateGateway,
         CreateRoute,
         CutXds,
+        DeleteGateway,
         DeleteRoute,
         ExtensionFault,
         ExtensionRecover,

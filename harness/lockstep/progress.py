@@ -57,6 +57,9 @@ class Progress:
     examples: int = 0
     """Examples of the search, up to the first failure (shrinking's runs are `shrink_runs`)."""
     shrink_runs: int = 0
+    discarded: int = 0
+    """Examples discarded as inconclusive (`verdict.Inconclusive`): the environment, not the SUT,
+    broke an assumption of the model."""
     steps: int = 0
     kinds: Counter[str] = attrs.Factory(Counter)
     """Operations applied, by kind (a compound step counts each of its operations)."""

@@ -2,9 +2,9 @@
 connection, and the counters the invariants keep about it.
 
 Replicas of one Gateway share a node id, so the control plane serves them all one snapshot; each
-has its own connection (through its own relay), so holds, cuts and restarts are per replica. Each
-Envoy carries its instance id in its node metadata (`proxy-<i>`): the xDS server's stream
-statuses tell the replicas' streams apart by it (`streams_of`).
+has its own connection (through its own relay), so holds, cuts and restarts are per replica, and
+its own monitor, which alone says what its streams are. Each Envoy carries its instance id in its
+node metadata (`proxy-<i>`).
 
 With the per-type transport, each type's bootstrap cluster (`PER_TYPE_CLUSTERS`) reaches the
 server through a relay of its own, so one type's streams can be cut while the others flow; all
@@ -19,15 +19,16 @@ from collections.abc import Callable, Mapping, Sequence
 from harness.lockstep.envoy_state import EnvoyView, read_envoy_view
 from harness.lockstep.invariants import EnvoyCounters, FetchTimeouts, Violation, counters
 from harness.lockstep.invariants import subscriptions as fetch_timeouts
+from harness.lockstep.monitor.messages import StreamKey
 from harness.lockstep.monitor.monitor import ProtocolMonitor
 from harness.lockstep.relay_mux import RelayMux
 from harness.loopback import AdsServer, EnvoyBootstrap, EnvoyProcess, XdsMode
 from harness.loopback.bootstrap import PER_TYPE_CLUSTERS, XdsTransport
 from harness.loopback.relay import TcpRelay
 from harness.loopback.spares import SpareEnvoys
-from sut.xds import ResourceType, Snapshot, StreamStatus, XdsServer
+from sut.xds import ResourceType, Snapshot
 
-__all__ = ["INSTANCE_KEY", "Proxy", "instance_name", "streams_of"]
+__all__ = ["INSTANCE_KEY", "Proxy", "instance_name"]
 
 INSTANCE_KEY = "instance"
 """The node metadata key naming a replica."""
@@ -39,11 +40,6 @@ Ports = Mapping[str, tuple[tuple[str, int], ...]]
 
 def instance_name(index: int) -> str:
     return f"proxy-{index}"
-
-
-def streams_of(statuses: Sequence[StreamStatus], instance: str) -> list[StreamStatus]:
-    """The statuses of the streams the replica named `instance` opened."""
-    return [status for status in statuses if status.node_metadata.get(INSTANCE_KEY) == instance]
 
 
 def _reconnected(relay: TcpRelay, accepted: int, forwarded: int, timeout: float) -> bool:
@@ -146,26 +142,22 @@ class Proxy:
 
     # ------------------------------------------------------------ xDS link
 
-    def stream_ids(self, xds: XdsServer, kind: str | None = None) -> set[int]:
-        """The live streams of this replica, as the server sees them (`kind`: only those
-        serving that type, e.g. "RDS")."""
-        return {
-            s.stream_id
-            for s in streams_of(xds.stream_statuses(self.node_id), self.instance)
-            if kind is None or kind in s.serves
-        }
+    def stream_ids(self, kind: str | None = None) -> set[StreamKey]:
+        """The live streams of this replica, as its monitor sees them on the wire (`kind`: only
+        those serving that type, e.g. "RDS")."""
+        return self.monitor.live_streams(kind)
 
-    def cut(self, xds: XdsServer, kind: str | None = None, timeout: float = 2.0) -> None:
+    def cut(self, kind: str | None = None, timeout: float = 2.0) -> None:
         """Close the xDS connections (`kind`: with per-type, only that type's, e.g. "RDS");
-        returns once the server has seen those streams end, so the next convergence waits
+        returns once the monitor has seen those streams end, so the next convergence waits
         for the new streams rather than trusting the dead ones."""
         if kind is not None and kind not in self.relays:
             raise ValueError(f"{self.instance} has no {kind} connection of its own")
-        before = self.stream_ids(xds, kind)
+        before = self.stream_ids(kind)
         for short, relay in self.relays.items():
             if kind is None or short == kind:
                 relay.cut()
-        xds.wait_for(lambda: not before & self.stream_ids(xds), timeout)
+        self.monitor.wait_until(lambda: not before & self.stream_ids(), timeout)
         self.reconnect_pending = True
 
     def hold(self) -> None:

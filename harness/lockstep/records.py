@@ -28,6 +28,8 @@ class Reconcile:
     seconds: float
     outcome: str
     error: str = ""
+    hook_seconds: float = 0.0
+    """How long the extension hooks took (`ReconcileResult.hook_seconds`)."""
 
 
 @attrs.frozen

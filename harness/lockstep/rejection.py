@@ -4,7 +4,8 @@ It models a control-plane bug that lets an invalid resource escape validation: o
 RouteConfiguration Envoy holds gains a route whose regex is not RE2, is published directly into
 the cache, and once the wire shows Envoy's NACK the good snapshot is published again. The bad
 content is handed to the protocol monitors, whose `nack` rule accepts NACKs of it and nothing
-else. With several proxies, every one holds the RouteConfiguration and NACKs it.
+else. The good snapshot returns `ROLLBACK_AFTER` after the NACKs. With several proxies, every
+one holds the RouteConfiguration and NACKs it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from sut.xds import Resource, ResourceType
 if TYPE_CHECKING:
     from harness.lockstep.stack import Stack
 
-__all__ = ["push_rejected_update"]
+__all__ = ["ROLLBACK_AFTER", "push_rejected_update"]
+
+ROLLBACK_AFTER = 0.05
+"""Seconds the bad snapshot stays published after the last NACK: a control plane takes a
+moment to notice a NACK and roll back. What the server does with the NACK meanwhile (resend the
+rejected response, or stay quiet as it should) is on the wire for the monitor to judge; rolling
+back the instant the NACK crosses the relay would leave the server no time to do anything."""
 
 
 def push_rejected_update(stack: Stack, timeout: float = 2.0) -> tuple[bool, str]:
@@ -30,7 +37,7 @@ def push_rejected_update(stack: Stack, timeout: float = 2.0) -> tuple[bool, str]
     good = stack.cache.get_snapshot(node)
     if good is None:
         return False, ""  # nothing published: nothing to corrupt
-    monitors = [proxy.monitor for proxy in stack.proxies]
+    monitors = [proxy.monitor for proxy in stack.proxies if proxy.node_id == node]
     routes = good.of_type(ResourceType.ROUTE)
     candidates = sorted(
         name
@@ -52,6 +59,7 @@ def push_rejected_update(stack: Stack, timeout: float = 2.0) -> tuple[bool, str]
         _wait_for_nack(monitor, count, deadline)
         for monitor, count in zip(monitors, seen, strict=True)
     )
+    time.sleep(ROLLBACK_AFTER)  # a modelled duration, not a wait for anything
     stack.cache.set_snapshot(node, good)
     stack.published(good)
     return nacked, rejected.version
@@ -68,12 +76,10 @@ def _unacceptable(message: object) -> route_pb2.RouteConfiguration:
 
 
 def _wait_for_nack(monitor: ProtocolMonitor, seen: int, deadline: float) -> bool:
-    """Until the wire shows a NACK beyond the first `seen` (polled with a deadline: the monitor
-    decodes the relay's bytes on demand)."""
-    while True:
+    """Until the wire shows a NACK beyond the first `seen` (re-tested as the relay delivers)."""
+
+    def nacked() -> bool:
         monitor.sync()
-        if len(monitor.nacks) > seen:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.005)
+        return len(monitor.nacks) > seen
+
+    return monitor.wait_until(nacked, max(deadline - time.monotonic(), 0.0))

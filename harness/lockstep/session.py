@@ -22,7 +22,9 @@ the step and runs every invariant:
 With several proxies (`StackSettings.proxies`) every invariant about a proxy holds for each one,
 against the model's link of that proxy (`expect(request, proxy=i)`, `passing(after, proxy=i)`);
 a proxy whose connection is held is not waited for. In a fleet, a violation's summary names its
-proxy.
+proxy. With a second Gateway (`StackSettings.gateways`), its proxy comes after the first
+Gateway's and is judged the same way against its own Gateway's specification (the model's link
+of that proxy) and its own node's publications.
 
 Invariants live in `harness.lockstep.invariants`; the session only orders them.
 """
@@ -35,6 +37,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
+from harness.lockstep import extensions
 from harness.lockstep.envoy_state import EnvoyView
 from harness.lockstep.invariants import (
     Addresses,
@@ -52,10 +55,13 @@ from harness.lockstep.invariants import (
     window_violations,
 )
 from harness.lockstep.operations import Operation, RestartEnvoy
+from harness.lockstep.records import Reconcile
 from harness.lockstep.stack import Stack, StackSettings
+from harness.lockstep.verdict import Inconclusive
 from harness.lockstep.worlds import (
     NAMESPACE,
     PROBE_HOSTS,
+    SECOND_GATEWAY,
     SERVICES,
     initial_world,
     load_world,
@@ -114,9 +120,11 @@ class Session:
         extension = Extension(fail_open=settings.fail_open) if settings.extension else None
         self.model = ModelState(extension=extension, policy=str(settings.failure_policy))
         self.model = self.model.with_proxies(settings.proxies)
+        if settings.gateways == 2:
+            self.model = self.model.with_fleet(SECOND_GATEWAY)
         self.steps: list[tuple[Operation, ...]] = []
         """The operations of each checked step, in order."""
-        self.step_started_seq = [0] * settings.proxies
+        self.step_started_seq = [0] * len(self.stack.proxies)
         """Per proxy, the last entry of its monitor's log when the last step began."""
         self.grpc_started_seq = [0] * settings.grpc_clients
         """Per proxyless gRPC client, the same."""
@@ -155,7 +163,7 @@ class Session:
             if self._step is not None:
                 for window in self._step.windows:
                     window.stop()
-            for index, link in enumerate(self.model.links):
+            for index, link in enumerate(self.model.all_links):
                 if link.held:
                     self.stack.release_xds(index)
         finally:
@@ -164,7 +172,7 @@ class Session:
 
     def _envoy_started(self, proxy: int) -> None:
         # Started with nothing to fetch, its initial fetches time out by design.
-        counting = self.stack.published_snapshot() is not None
+        counting = self.stack.published_snapshot(proxy) is not None
         self.stack.proxies[proxy].envoy_started(counting=counting)
 
     @property
@@ -190,8 +198,14 @@ class Session:
         step.operations.append(operation)
         step.disrupted |= operation.disrupts(len(self.stack.proxies))
         step.live_pods |= after.live_pods
+        reconciled = len(self.stack.reconciles)
         operation.on_stack(self.stack, before, after)
         self.model = after
+        starved = starved_extension(
+            self.stack.reconciles[reconciled:], before, after, self.stack.settings
+        )
+        if starved:
+            raise Inconclusive(starved)
         for index, configs in enumerate(step.configs):
             configs.extend(before.passing(after, proxy=index)[1:])
         if isinstance(operation, RestartEnvoy):
@@ -221,7 +235,7 @@ class Session:
         self._step = Step(
             started=time.monotonic(),
             before=self.model,
-            configs=[[link.proxy] for link in self.model.links],
+            configs=[[link.proxy] for link in self.model.all_links],
             live_pods=set(self.model.live_pods),
             addresses=addresses,
             reconciles_from=len(self.stack.reconciles),
@@ -238,7 +252,7 @@ class Session:
         if step is not None:
             self.steps.append(tuple(step.operations))
         violations: list[Violation] = []
-        flowing = [index for index in self._fleet if not self.model.links[index].held]
+        flowing = [index for index in self._fleet if not self.model.link(index).held]
         views: dict[int, EnvoyView | None] = {}
         converged = True
         for index, convergence in self.stack.convergences(flowing).items():
@@ -255,13 +269,16 @@ class Session:
         violations += self._grpc_violations()
         if converged:
             self._settle()
-        snapshot = self.stack.published_snapshot()
-        if snapshot is not None:
-            errors = consistency_errors(snapshot)
+        for node in self.settings.node_ids:
+            snapshot = self.stack.cache.get_snapshot(node)
+            errors = consistency_errors(snapshot) if snapshot is not None else []
             if errors:
+                where = "" if node == self.settings.node_id else f" of {node}"
                 violations.append(
                     Violation(
-                        "consistency", "the published snapshot is not consistent", tuple(errors)
+                        "consistency",
+                        f"the published snapshot{where} is not consistent",
+                        tuple(errors),
                     )
                 )
         requests = list(probe_requests(self.world))
@@ -270,13 +287,14 @@ class Session:
             found = routing_violations(self._pool, addresses[index], expected)
             violations += self._named(index, found)
         for index in self._fleet:
-            if self.model.links[index].proxy is not None:
+            if self.model.link(index).proxy is not None:
                 violations += self._named(index, readiness_violations(ports[index]))
         for index, proxy in enumerate(self.stack.proxies):
             monitor = proxy.monitor
             monitor.settle(timeout=monitor.answer_bound + 0.1)
             found = monitor.judge(strict=self.settings.strict_protocol)
             violations += self._named(index, found)
+        violations += extensions.load(self.settings.extensions).check(self.stack, self.model)
         for index, grpc in enumerate(self.stack.grpc.clients):
             grpc.monitor.settle(timeout=grpc.monitor.answer_bound + 0.1)
             found = grpc.monitor.judge(strict=self.settings.strict_protocol)
@@ -288,10 +306,11 @@ class Session:
         return violations
 
     def _grpc_violations(self) -> list[Violation]:
-        """Each proxyless client converged on the proxyless snapshot, and its calls get what
-        the model allows (`invariants.grpc`)."""
+        """Each proxyless client converged on the last proxyless snapshot published (kept while
+        a restarted control plane has none), and its calls get what the model allows
+        (`invariants.grpc`)."""
         violations: list[Violation] = []
-        snapshot = self.stack.published_proxyless_snapshot()
+        snapshot = self.stack.grpc.held
         for index, grpc in enumerate(self.stack.grpc.clients):
             assert grpc.client is not None
             violations += grpc_violations(
@@ -316,14 +335,16 @@ class Session:
             self.stack.reconciles[step.reconciles_from :], self.settings.translation_budget
         )
         pods = frozenset(step.live_pods)
-        publications = self.stack.publications
-        first = max((i for i, item in enumerate(publications) if item.at < step.started), default=0)
-        trail = [item.snapshot for item in publications[first:]]
-        replaced = replaced_ports(trail, self.stack.origins)
-        updated = updated_ports(trail, self.stack.origins)
         for index, taken in enumerate(samples):
             if index in step.disrupted or not taken:
                 continue
+            publications = self.stack.publications_of(index)
+            first = max(
+                (i for i, item in enumerate(publications) if item.at < step.started), default=0
+            )
+            trail = [item.snapshot for item in publications[first:]]
+            replaced = replaced_ports(trail, self.stack.origins)
+            updated = updated_ports(trail, self.stack.origins)
             configs = tuple(step.configs[index])
 
             def allowed(
@@ -350,8 +371,8 @@ class Session:
         self.model = settled
 
     def _envoy_counter_violations(self, proxy: int) -> list[Violation]:
-        snapshots: list[Snapshot] = [item.snapshot for item in self.stack.publications]
-        made = self.model.links[proxy].rejected_updates
+        snapshots: list[Snapshot] = [item.snapshot for item in self.stack.publications_of(proxy)]
+        made = self.model.link(proxy).rejected_updates
         return self.stack.proxies[proxy].counter_violations(snapshots, made)
 
     # ---------------------------------------------------------------- reports
@@ -370,3 +391,26 @@ class Session:
             log = grpc.monitor.log(since=self.grpc_started_seq[index])[: limit // fleet]
             lines += [f"grpc client {index}: {line}" for line in log]
         return lines
+
+
+def starved_extension(
+    reconciles: Sequence[Reconcile], before: ModelState, after: ModelState, settings: StackSettings
+) -> str:
+    """Why a step is inconclusive, or "": a healthy extension's hook waited out its whole
+    deadline. The model takes a healthy extension to answer in time; on a starved machine (the
+    harness, the extension server and the xDS server share one Python process) it may not, and
+    the control plane then rightly applies the failure policy. A hook that fails faster than
+    its deadline, or with any other error, is still the SUT's to answer for."""
+    healthy = [
+        model.extension is not None and model.extension.failing is None for model in (before, after)
+    ]
+    if not all(healthy):
+        return ""
+    for reconcile in reconciles:
+        waited = reconcile.hook_seconds >= settings.extension_deadline
+        if waited and "(deadline)" in reconcile.error:
+            return (
+                f"the healthy extension missed its {settings.extension_deadline:.2f} s deadline "
+                f"(hooks took {reconcile.hook_seconds:.2f} s): {reconcile.error}"
+            )
+    return ""

@@ -10,6 +10,14 @@ A Gateway may run several Envoy replicas (`StackSettings.proxies`), each a `Prox
 relay and monitor, all on one node id. Whatever targets one Envoy takes the proxy's index
 (default 0); `envoy`, `relay` and `monitor` are proxy 0's.
 
+The xDS server is a seam (`server_under_test`): routeproof's own, in this process, or with
+`StackSettings.external` any server behind the adapter protocol; judging never reads it.
+
+With `StackSettings.gateways` = 2, a second Gateway (`worlds.SECOND_GATEWAY`) has one Envoy of
+its own on `<node_id>-gw-2`, after the first Gateway's (its index is `proxies`): the control plane
+serves that node only its Gateway's configuration (`ControlPlaneSettings.gateway_nodes`), so
+publications, monitors' feeds and convergence are per node (`node_of`).
+
 With `StackSettings.grpc_clients`, proxyless gRPC clients (`grpc_clients.GrpcFleet`) run beside
 the Envoys on the proxyless node id, every pod gets a gRPC server and every Service a `grpc` port.
 """
@@ -30,6 +38,14 @@ from harness.lockstep.monitor.monitor import ProtocolMonitor, Published
 from harness.lockstep.proxy import Ports, Proxy
 from harness.lockstep.records import ListenerOrigin, Publication, Reconcile
 from harness.lockstep.rejection import push_rejected_update
+from harness.lockstep.server_under_test import (
+    Cache,
+    ExternalServer,
+    InProcessServer,
+    ServerUnderTest,
+    server_under_test,
+)
+from harness.lockstep.worlds import NAMESPACE, SECOND_GATEWAY
 from harness.loopback import XDS_RETRY, EnvoyProcess, XdsMode, XdsTransport
 from harness.loopback import XDS_TRANSPORTS as TRANSPORTS
 from harness.loopback.echo import EchoFleet
@@ -52,6 +68,7 @@ from sut.xds import Exchange, Resource, Snapshot, SnapshotCache, XdsServer
 
 __all__ = [
     "Convergence",
+    "ExternalServer",
     "ListenerOrigin",
     "Publication",
     "Reconcile",
@@ -88,10 +105,26 @@ class StackSettings:
     """Envoy replicas of the Gateway, sharing the node id, each on its own xDS connection."""
     grpc_clients: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     """Proxyless gRPC clients (`grpc_clients`) on `<node_id>-proxyless`; pods get gRPC servers."""
+    gateways: int = attrs.field(default=1, validator=attrs.validators.in_((1, 2)))
+    """2: a second Gateway, with one Envoy of its own on `second_node_id`."""
+    external: ExternalServer | None = None
+    """The xDS server under test behind an adapter; None: routeproof's own, in process."""
+    extensions: str | None = None
+    """A user's own operations and invariants (`extensions`), by import path
+    `package.module:NAME`, so each worker process loads them."""
 
     @property
     def proxyless_node_id(self) -> str | None:
         return f"{self.node_id}-proxyless" if self.grpc_clients else None
+
+    @property
+    def second_node_id(self) -> str | None:
+        return f"{self.node_id}-{SECOND_GATEWAY}" if self.gateways == 2 else None
+
+    @property
+    def node_ids(self) -> tuple[str, ...]:
+        """Every Envoy node: the first Gateway's, then the second's."""
+        return (self.node_id, *([self.second_node_id] if self.second_node_id else []))
 
 
 class Stack:
@@ -107,8 +140,12 @@ class Stack:
         self.grpc = GrpcFleet(settings.grpc_clients, settings.proxyless_node_id or "")
         self.extension_server: ExtensionServer | None = None
         self.extension_client: ExtensionClient | None = None
-        self.cache = SnapshotCache()
+        self.server: ServerUnderTest | None = None
+        self.cache: Cache = SnapshotCache()
+        """Where the runner publishes: the server under test's cache (an `AdapterCache`)."""
         self.xds: XdsServer | None = None
+        """The in-process server (None with an external one): tests may look inside it, the
+        harness's judging never does."""
         self.control_plane: ControlPlane | None = None
         self.proxies = tuple(
             Proxy(
@@ -120,11 +157,25 @@ class Stack:
             )
             for index in range(settings.proxies)
         )
+        if settings.second_node_id is not None:
+            self.proxies += (
+                Proxy(
+                    settings.proxies,
+                    node_id=settings.second_node_id,
+                    mode=settings.mode,
+                    initial_fetch_timeout=settings.initial_fetch_timeout,
+                    transport=settings.transport,
+                ),
+            )
         self.origins: dict[str, ListenerOrigin] = {}
         self.control_plane_starts = 0
         self._endpoints: Mapping[str, Mapping[str, Sequence[str]]] | None = None
-        self.publications: list[Publication] = []
-        """Every snapshot the control plane left in the cache after an action, in order."""
+        self.node_publications: dict[str, list[Publication]] = {
+            node: [] for node in settings.node_ids
+        }
+        """Per node, every snapshot the control plane left in the cache after an action."""
+        self.publications = self.node_publications[settings.node_id]
+        """The first Gateway's node's publications."""
         self.reconciles: list[Reconcile] = []
         self.rejected: list[Resource] = []
         """Resources the harness published knowing Envoy must reject them."""
@@ -193,10 +244,10 @@ class Stack:
             self._start_control_plane()
             assert self.control_plane is not None
             self._timed(lambda: self.control_plane.start(self.with_endpoints(resources)))  # type: ignore[union-attr]
-            assert self.xds is not None
+            assert self.server is not None
             for proxy in self.proxies:
-                proxy.start_relay(("127.0.0.1", self.xds.port))
-            self.grpc.start(("127.0.0.1", self.xds.port))
+                proxy.start_relay(self.server.ads_address)
+            self.grpc.start(self.server.ads_address)
             self._start_envoys(self.proxies, wait_ready=wait_ready)
         except BaseException:
             self.stop()
@@ -208,8 +259,8 @@ class Stack:
         for proxy in self.proxies:
             proxy.stop()
         self.grpc.stop()
-        if self.xds is not None:
-            self.xds.stop()
+        if self.server is not None:
+            self.server.stop()
         if self.extension_client is not None:
             self.extension_client.close()
         if self.extension_server is not None:
@@ -223,19 +274,26 @@ class Stack:
         self.stop()
 
     def _start_control_plane(self) -> None:
-        self.cache = SnapshotCache()
-        self.xds = XdsServer(self.cache, mutants=self.settings.mutants).start()
+        """A fresh server (started, or restarted: no stream, no snapshot) and a fresh runner."""
+        if self.server is None:
+            self.server = server_under_test(self.settings.external, self.settings.mutants)
+            self.server.start()
+        else:
+            self.server.restart()
+        self.cache = self.server.cache
+        self.xds = self.server.xds if isinstance(self.server, InProcessServer) else None
         self.control_plane = ControlPlane(
             ControlPlaneSettings(
                 node_id=self.settings.node_id,
                 failure_policy=self.settings.failure_policy,
                 translate_options=self.translate_options,
                 hooks=self.settings.extension_hooks,
-                mutants=self.settings.mutants,
+                mutants=self.server.runner_mutants,
                 translation_budget=self.settings.translation_budget,
                 proxyless_node_id=self.settings.proxyless_node_id,
+                gateway_nodes=self._gateway_nodes(),
             ),
-            self.cache,
+            self.cache,  # type: ignore[arg-type]  # any `Cache`: the runner sets and gets
             self.extension_client,
         )
         self.control_plane_starts += 1
@@ -243,12 +301,19 @@ class Stack:
             proxy.monitor.control_plane_started()
         self.grpc.control_plane_started()
 
+    def _gateway_nodes(self) -> dict[ObjectKey, str]:
+        second = self.settings.second_node_id
+        return {} if second is None else {ObjectKey(NAMESPACE, SECOND_GATEWAY): second}
+
+    def node_of(self, proxy: int) -> str:
+        return self.proxies[proxy].node_id
+
     def _start_envoys(self, proxies: Sequence[Proxy], *, wait_ready: bool) -> None:
         """Launch every Envoy, then wait for each: they load side by side."""
         for proxy in proxies:
             proxy.launch(self.spares)
-        if wait_ready and self.cache.get_snapshot(self.settings.node_id) is not None:
-            for proxy in proxies:
+        for proxy in proxies:
+            if wait_ready and self.cache.get_snapshot(proxy.node_id) is not None:
                 proxy.wait_ready()
         if self.spares is not None and proxies[-1].envoy is not None:
             self.spares.refill(proxies[-1].envoy.options)
@@ -261,19 +326,20 @@ class Stack:
         self._start_envoys([target], wait_ready=True)
 
     def restart_control_plane(self, reconnect_timeout: float = 3.0) -> None:
-        """The cache and every stream are lost; the resource store is kept.
+        """The cache and every stream are lost; the resource store is kept. An external server
+        is restarted through its adapter (Restart, then Ready) and keeps its address.
 
         The new control plane accepts connections at once, as a real one does: Envoy reconnects
         and meets it before its first translation, which runs once Envoy's new connection has
         delivered its first bytes (or after `reconnect_timeout`).
         """
-        assert self.control_plane is not None and self.xds is not None
+        assert self.control_plane is not None and self.server is not None
         store = self.control_plane.store
-        self.xds.stop()
         self._start_control_plane()
-        assert self.xds is not None and self.control_plane is not None
-        waits = [proxy.redirect(("127.0.0.1", self.xds.port)) for proxy in self.proxies]
-        self.grpc.redirect(("127.0.0.1", self.xds.port))
+        assert self.control_plane is not None
+        address = self.server.ads_address
+        waits = [proxy.redirect(address) for proxy in self.proxies]
+        self.grpc.redirect(address)
         deadline = time.monotonic() + reconnect_timeout
         for wait in waits:
             wait(max(deadline - time.monotonic(), 0.0))
@@ -346,32 +412,42 @@ class Stack:
         started = time.monotonic()
         result = action()
         self.reconciles.append(
-            Reconcile(started, time.monotonic() - started, str(result.outcome), result.error)
+            Reconcile(
+                started,
+                time.monotonic() - started,
+                str(result.outcome),
+                result.error,
+                result.hook_seconds,
+            )
         )
         self._learn_origins()
-        snapshot = self.published_snapshot()
-        last = self.publications[-1] if self.publications else None
-        if snapshot is not None and (
-            last is None
-            or last.lifetime != self.control_plane_starts
-            or last.snapshot.version != snapshot.version
-        ):
-            self.published(snapshot)
+        for node, publications in self.node_publications.items():
+            snapshot = self.cache.get_snapshot(node)
+            last = publications[-1] if publications else None
+            if snapshot is not None and (
+                last is None
+                or last.lifetime != self.control_plane_starts
+                or last.snapshot.version != snapshot.version
+            ):
+                self.published(snapshot, node)
         proxyless = self.published_proxyless_snapshot()
         self.grpc.observe(proxyless, self.control_plane_starts, time.monotonic)
         return result
 
-    def published(self, snapshot: Snapshot) -> None:
-        """`snapshot` is in the cache now (the control plane's, or one the harness put there)."""
+    def published(self, snapshot: Snapshot, node: str | None = None) -> None:
+        """`snapshot` is in the cache now for `node` (default: the first Gateway's), the control
+        plane's or one the harness put there; the monitors of that node's proxies learn it."""
+        node = node or self.settings.node_id
         publication = Publication(time.monotonic(), self.control_plane_starts, snapshot)
-        self.publications.append(publication)
+        self.node_publications[node].append(publication)
         published = Published(
             publication.at,
             publication.lifetime,
             {(item.type.type_url, item.name): item.body for item in snapshot.resources},
         )
         for proxy in self.proxies:
-            proxy.monitor.published(published)
+            if proxy.node_id == node:
+                proxy.monitor.published(published)
 
     def _learn_origins(self) -> None:
         assert self.control_plane is not None
@@ -404,8 +480,7 @@ class Stack:
 
     def cut_xds(self, proxy: int = 0, kind: str | None = None) -> None:
         """Close a proxy's xDS connections (`kind`: one type's only); see `Proxy.cut`."""
-        assert self.xds is not None
-        self.proxies[proxy].cut(self.xds, kind)
+        self.proxies[proxy].cut(kind)
 
     def hold_xds(self, proxy: int = 0) -> None:
         self.proxies[proxy].hold()
@@ -419,8 +494,13 @@ class Stack:
 
     # ---------------------------------------------------------- observation
 
-    def published_snapshot(self) -> Snapshot | None:
-        return self.cache.get_snapshot(self.settings.node_id)
+    def published_snapshot(self, proxy: int = 0) -> Snapshot | None:
+        """What the cache holds for `proxy`'s node."""
+        return self.cache.get_snapshot(self.node_of(proxy))
+
+    def publications_of(self, proxy: int) -> list[Publication]:
+        """Every snapshot published for `proxy`'s node, in order."""
+        return self.node_publications[self.node_of(proxy)]
 
     def published_proxyless_snapshot(self) -> Snapshot | None:
         node_id = self.settings.proxyless_node_id
@@ -429,7 +509,7 @@ class Stack:
     def envoy_view(self, proxy: int = 0) -> EnvoyView:
         """What a proxy's Envoy holds now (its admin timeouts grow with the published
         snapshot's size)."""
-        snapshot = self.published_snapshot()
+        snapshot = self.published_snapshot(proxy)
         return self.proxies[proxy].envoy_view(len(snapshot.resources) if snapshot else 0)
 
     def converge(self, timeout: float | None = None) -> Convergence:
@@ -487,6 +567,8 @@ class Stack:
         )
 
     def exchanges(self, since_seq: int = 0) -> list[Exchange]:
+        """The in-process server's own log (empty with an external one), for tests that look
+        inside it; the harness reports the monitors' decoded wire instead."""
         return self.xds.exchange_log(since_seq) if self.xds is not None else []
 
     def init_fetch_timeouts(self, proxy: int = 0) -> dict[str, int]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import attrs
 
-__all__ = ["InvariantViolated", "Strength", "Violation"]
+__all__ = ["Inconclusive", "InvariantViolated", "Strength", "Violation"]
 
 
 class Strength(enum.StrEnum):
@@ -36,3 +36,8 @@ class InvariantViolated(AssertionError):
     def __init__(self, violations: Sequence[Violation]) -> None:
         super().__init__("\n".join(v.describe() for v in violations))
         self.violations = tuple(violations)
+
+
+class Inconclusive(Exception):
+    """The environment broke an assumption the model rests on (not the SUT): the example says
+    nothing either way, so it is discarded, never counted as passed or failed."""

@@ -8,6 +8,11 @@ operation needs, without a YAML round trip (a test holds the two equal over gene
 The catalogue is small on purpose. It still makes routes overlap in hostnames (exact, wildcard,
 none) and path prefixes, puts two HTTPS listeners on one port with SNI (the seed's shape), and
 lets a listener disappear and come back under the same name.
+
+With two Gateways (`StackSettings.gateways`), the second (`SECOND_GATEWAY`) has a fixed pair of
+listeners (`SECOND_LISTENERS`): an HTTP one on the first Gateway's `http` port, to show that
+Gateways on nodes of their own never clash on ports, and an HTTPS one. It comes and goes whole,
+and a route may name it among its parentRefs.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import yaml
 
 from model import (
     Backend,
+    Gateway,
     GatewayListener,
     HeaderMatch,
     Match,
@@ -48,11 +54,14 @@ __all__ = [
     "PROBE_HOSTS",
     "PROBE_PATHS",
     "ROUTE_NAMES",
+    "SECOND_GATEWAY",
+    "SECOND_LISTENERS",
     "SERVICES",
     "initial_world",
     "load_world",
     "manifests",
     "probe_requests",
+    "second_gateway",
     "to_resources",
 ]
 
@@ -75,6 +84,12 @@ LISTENERS: dict[str, GatewayListener] = {
         GatewayListener("https-b", "HTTPS", 8443, "b.example.com"),
     )
 }
+SECOND_GATEWAY = "gw-2"
+SECOND_LISTENERS = (
+    GatewayListener("http", "HTTP", 8080),
+    GatewayListener("https", "HTTPS", 8443, "a.example.com"),
+)
+"""The second Gateway's listeners: its `http` binds the port number the first's does."""
 SERVICES = ("svc-a", "svc-b", "svc-c")
 MISSING_SERVICE = "svc-missing"
 ROUTE_HOSTNAMES = ("a.example.com", "b.example.com", "*.example.com")
@@ -136,6 +151,10 @@ def initial_world(pods: dict[str, tuple[str, ...]]) -> World:
     )
 
 
+def second_gateway() -> Gateway:
+    return Gateway(SECOND_GATEWAY, SECOND_LISTENERS)
+
+
 def probe_requests(world: World) -> Iterator[Request]:
     """The requests checked after every step: each port any catalogue listener can have."""
     del world  # every catalogue port is probed, present or not: absence must show too
@@ -159,9 +178,16 @@ def _metadata(name: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "namespace": NAMESPACE, **extra}
 
 
-def _gateway(world: World) -> dict[str, Any]:
+def _gateways(world: World) -> list[dict[str, Any]]:
+    """The first Gateway, then every other one in the store."""
+    return [_gateway(world.gateway, world.listeners)] + [
+        _gateway(other.name, other.listeners) for other in world.others
+    ]
+
+
+def _gateway(name: str, gateway_listeners: tuple[GatewayListener, ...]) -> dict[str, Any]:
     listeners = []
-    for item in world.listeners:
+    for item in gateway_listeners:
         listener: dict[str, Any] = {"name": item.name, "protocol": item.protocol, "port": item.port}
         if item.hostname is not None:
             listener["hostname"] = item.hostname
@@ -171,7 +197,7 @@ def _gateway(world: World) -> dict[str, Any]:
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "Gateway",
-        "metadata": _metadata(GATEWAY),
+        "metadata": _metadata(name),
         "spec": {"gatewayClassName": GATEWAY_CLASS, "listeners": listeners},
     }
 
@@ -184,11 +210,14 @@ def _match(match: Match) -> dict[str, Any]:
 
 
 def _http_route(route: Route) -> dict[str, Any]:
-    parent: dict[str, Any] = {"name": GATEWAY}
-    if route.section is not None:
-        parent["sectionName"] = route.section
+    parents: list[dict[str, Any]] = []
+    for gateway in route.gateways:
+        parent: dict[str, Any] = {"name": gateway}
+        if route.section is not None:
+            parent["sectionName"] = route.section
+        parents.append(parent)
     spec: dict[str, Any] = {
-        "parentRefs": [parent],
+        "parentRefs": parents,
         "rules": [
             {
                 "matches": [_match(match) for match in rule.matches],
@@ -243,7 +272,7 @@ def manifests(world: World, load_balancer: str | None = None, *, grpc: bool = Fa
             "metadata": {"name": GATEWAY_CLASS},
             "spec": {"controllerName": "routeproof.dev/gateway-controller"},
         },
-        _gateway(world),
+        *_gateways(world),
         {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -279,12 +308,17 @@ def _meta(name: str, created: datetime.datetime | None = None) -> gatewayapi.Obj
     return gatewayapi.ObjectMeta(name=name, namespace=NAMESPACE, creation_timestamp=created)
 
 
-def _gateway_resource(world: World) -> gatewayapi.Gateway:
+def _gateway_resources(world: World) -> tuple[gatewayapi.Gateway, ...]:
+    others = (_gateway_resource(other.name, other.listeners) for other in world.others)
+    return (_gateway_resource(world.gateway, world.listeners), *others)
+
+
+def _gateway_resource(name: str, listeners: tuple[GatewayListener, ...]) -> gatewayapi.Gateway:
     certificate = gatewayapi.ListenerTLS(
         certificate_refs=(gatewayapi.SecretObjectReference(TLS_SECRET),)
     )
     return gatewayapi.Gateway(
-        metadata=_meta(GATEWAY),
+        metadata=_meta(name),
         gateway_class_name=GATEWAY_CLASS,
         listeners=tuple(
             gatewayapi.Listener(
@@ -294,7 +328,7 @@ def _gateway_resource(world: World) -> gatewayapi.Gateway:
                 hostname=item.hostname,
                 tls=certificate if item.protocol == "HTTPS" else None,
             )
-            for item in world.listeners
+            for item in listeners
         ),
     )
 
@@ -309,7 +343,10 @@ def _route_match(match: Match) -> gatewayapi.RouteMatch:
 def _http_route_resource(route: Route) -> gatewayapi.HTTPRoute:
     return gatewayapi.HTTPRoute(
         metadata=_meta(route.name, EPOCH + datetime.timedelta(seconds=route.created)),
-        parent_refs=(gatewayapi.ParentReference(GATEWAY, section_name=route.section),),
+        parent_refs=tuple(
+            gatewayapi.ParentReference(gateway, section_name=route.section)
+            for gateway in route.gateways
+        ),
         hostnames=route.hostnames,
         rules=tuple(
             gatewayapi.HTTPRouteRule(
@@ -355,7 +392,7 @@ def to_resources(
                 gatewayapi.ObjectMeta(name=GATEWAY_CLASS), "routeproof.dev/gateway-controller"
             ),
         ),
-        gateways=(_gateway_resource(world),),
+        gateways=_gateway_resources(world),
         http_routes=tuple(_http_route_resource(route) for route in world.routes),
         services=tuple(
             gatewayapi.Service(_meta(service.name), ports=_service_port_resources(grpc))

@@ -21,7 +21,15 @@ Rules of this module:
    failure policies included: the proxyless snapshot carries no extension work to lose, so it is
    the translation's), the proxyless one is published too; when Envoy's is held back (kept last
    good, refused as inconsistent), so is it. Either snapshot failing the consistency guard
-   refuses both. Its versions follow the same scheme as Envoy's.
+   refuses both. Its versions follow the same scheme as Envoy's. It serves the default node's
+   Gateways (rule 8).
+8. With `gateway_nodes`, each mapped Gateway's proxies get a snapshot of their own under its node
+   id, the closure of its Listeners (`sut.controlplane.nodes`); the others stay under `node_id`.
+   A reconcile still translates once and runs the hooks and the failure policy once (an
+   extension failure hits every Gateway alike); each node's snapshot is then published as rule
+   5 says, any node's failing the consistency guard refuses them all, and keep-last-good keeps
+   them all. A mapped Gateway missing from the store gets a snapshot without Gateway listeners.
+   Listener ports clash only between Gateways of one node (`TranslateOptions.gateway_fleets`).
 """
 
 from __future__ import annotations
@@ -29,17 +37,18 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import attrs
 
 from sut.controlplane.hooks import HookRun, run_hooks
+from sut.controlplane.nodes import split
 from sut.controlplane.policy import FailurePolicy, with_inline_error, with_rds_error
 from sut.controlplane.validate import envoy_rejections
 from sut.controlplane.versions import ProcessVersions, store_versioned
 from sut.errors import ExtensionError
 from sut.extension import Budget, Clock, ExtensionClient, Hook
-from sut.gatewayapi import Resources, Statuses
+from sut.gatewayapi import ObjectKey, Resources, Statuses
 from sut.mutants import Mutant, Mutants
 from sut.translate import (
     ProxylessResources,
@@ -65,6 +74,12 @@ class Outcome(enum.StrEnum):
     REFUSED_INCONSISTENT = "refused-inconsistent"
 
 
+def _node_pairs(
+    items: Mapping[ObjectKey, str] | Iterable[tuple[ObjectKey, str]],
+) -> tuple[tuple[ObjectKey, str], ...]:
+    return tuple(sorted(dict(items).items()))
+
+
 @attrs.frozen
 class ControlPlaneSettings:
     node_id: str
@@ -79,10 +94,23 @@ class ControlPlaneSettings:
     has only the extension's per-call deadline (and retries)."""
     proxyless_node_id: str | None = None
     """Node id of the proxyless gRPC clients' snapshot (rule 7); None publishes none."""
+    gateway_nodes: tuple[tuple[ObjectKey, str], ...] = attrs.field(
+        default=(), converter=_node_pairs
+    )
+    """(Gateway, node id) for each Gateway whose proxies run on a node of their own (rule 8);
+    a mapping may be given. Every other Gateway is served under `node_id`."""
 
     def __attrs_post_init__(self) -> None:
         if self.proxyless_node_id is not None and self.proxyless_node_id == self.node_id:
             raise ValueError("proxyless_node_id must differ from node_id (Envoy's snapshot)")
+        for gateway, node in self.gateway_nodes:
+            if node in (self.node_id, self.proxyless_node_id):
+                raise ValueError(f"Gateway {gateway} needs a node id of its own, not {node!r}")
+
+    @property
+    def gateway_node_ids(self) -> tuple[str, ...]:
+        """The mapped Gateways' node ids, each once, sorted."""
+        return tuple(sorted({node for _, node in self.gateway_nodes}))
 
 
 @attrs.frozen
@@ -95,6 +123,8 @@ class ReconcileResult:
     """How long the extension hooks took (0 when none ran): what this reconcile waited on."""
     proxyless_version: str = ""
     """The proxyless snapshot's version in the cache after this reconcile ("" if none)."""
+    node_versions: tuple[tuple[str, str], ...] = ()
+    """(node id, version in the cache after this reconcile) of each mapped Gateway's node."""
 
     @property
     def published(self) -> bool:
@@ -102,7 +132,7 @@ class ReconcileResult:
 
 
 class ControlPlane:
-    """Owns the resource store and keeps the cache's snapshot for one node in step with it."""
+    """Owns the resource store and keeps the cache's snapshots (one per node) in step with it."""
 
     def __init__(
         self,
@@ -126,6 +156,7 @@ class ControlPlane:
         self._process_versions = ProcessVersions()
         """Version counters of this process (used only by `versions-restart-with-process`)."""
         self._proxyless_process_versions = ProcessVersions()
+        self._node_process_versions: dict[str, ProcessVersions] = {}
         self._proxyless: ProxylessResources | None = None
         """The proxyless resources of the reconcile under way (rule 7)."""
 
@@ -140,6 +171,14 @@ class ControlPlane:
     @property
     def published_snapshot(self) -> Snapshot | None:
         return self.cache.get_snapshot(self.settings.node_id)
+
+    def published_snapshot_of(self, node_id: str) -> Snapshot | None:
+        """What the cache holds for `node_id` (the default node's or a mapped Gateway's)."""
+        return self.cache.get_snapshot(node_id)
+
+    @property
+    def gateway_nodes(self) -> Mapping[ObjectKey, str]:
+        return dict(self.settings.gateway_nodes)
 
     @property
     def published_proxyless_snapshot(self) -> Snapshot | None:
@@ -178,13 +217,19 @@ class ControlPlane:
     # ------------------------------------------------------------------ stages
 
     def _reconcile(self) -> ReconcileResult:
-        translation = translate(self._store, self.settings.translate_options)
+        options = self.settings.translate_options
+        if self.settings.gateway_nodes:
+            options = attrs.evolve(options, gateway_fleets=self.settings.gateway_nodes)
+        translation = translate(self._store, options)
         self.last_translation = translation
-        self._proxyless = (
-            to_proxyless(translation.ir, self._store)
-            if self.settings.proxyless_node_id is not None
-            else None
-        )
+        self._proxyless = None
+        if self.settings.proxyless_node_id is not None:
+            mapped = self.gateway_nodes
+            ir = translation.ir
+            if mapped:  # rule 7: the default node's Gateways only
+                kept = tuple(item for item in ir.listeners if item.gateway not in mapped)
+                ir = attrs.evolve(ir, listeners=kept)
+            self._proxyless = to_proxyless(ir, self._store)
         translated = translation.xds
         if self.extension is None or not self.settings.hooks:
             return self._publish(translated, Outcome.PUBLISHED)
@@ -254,13 +299,17 @@ class ControlPlane:
             self._cached_version(),
             error,
             proxyless_version=self._cached_proxyless_version(),
+            node_versions=self._cached_node_versions(),
         )
 
     def _publish(
         self, resources: XdsResources, outcome: Outcome, error: str = ""
     ) -> ReconcileResult:
-        snapshot = _snapshot_of(resources)
-        problems = self._consistency_errors(snapshot)
+        snapshots = self._per_node(_snapshot_of(resources), resources.readiness_listener)
+        problems = []
+        for node, part in snapshots.items():
+            found = self._consistency_errors(part)
+            problems += found if node == self.settings.node_id else [f"{node}: {p}" for p in found]
         proxyless = None
         if self._proxyless is not None:
             proxyless = Snapshot.from_messages(self._proxyless.messages())
@@ -272,11 +321,13 @@ class ControlPlane:
                 self._cached_version(),
                 f"{error}; {message}" if error else message,
                 proxyless_version=self._cached_proxyless_version(),
+                node_versions=self._cached_node_versions(),
             )
-        snapshot = self._versioned(snapshot, self._process_versions)
-        changed = self.cache.set_snapshot(self.settings.node_id, snapshot)
-        # Unchanged content keeps the cached snapshot, and with it the cached versions.
-        version = snapshot.version if changed else self._cached_version()
+        changed = False
+        for node, part in snapshots.items():
+            # Unchanged content keeps the cached snapshot, and with it the cached versions.
+            changed |= self.cache.set_snapshot(node, self._versioned(part, self._counters(node)))
+        version = self._cached_version()
         node_id = self.settings.proxyless_node_id
         if proxyless is not None and node_id is not None:
             proxyless = self._versioned(proxyless, self._proxyless_process_versions)
@@ -284,8 +335,24 @@ class ControlPlane:
         if not changed and outcome is Outcome.PUBLISHED:
             outcome = Outcome.UNCHANGED
         return ReconcileResult(
-            outcome, version, error, proxyless_version=self._cached_proxyless_version()
+            outcome,
+            version,
+            error,
+            proxyless_version=self._cached_proxyless_version(),
+            node_versions=self._cached_node_versions(),
         )
+
+    def _per_node(self, snapshot: Snapshot, readiness_listener: str) -> dict[str, Snapshot]:
+        """Rule 8: the translation's snapshot cut into each node's."""
+        translation = self.last_translation
+        assert translation is not None
+        node = self.settings.node_id
+        return split(snapshot, translation.ir, readiness_listener, node, self.gateway_nodes)
+
+    def _counters(self, node: str) -> ProcessVersions:
+        if node == self.settings.node_id:
+            return self._process_versions
+        return self._node_process_versions.setdefault(node, ProcessVersions())
 
     def _consistency_errors(self, snapshot: Snapshot) -> list[str]:
         if Mutant.DANGLING_REFERENCE in self.settings.mutants:
@@ -306,6 +373,13 @@ class ControlPlane:
     def _cached_version(self) -> str:
         snapshot = self.cache.get_snapshot(self.settings.node_id)
         return snapshot.version if snapshot is not None else ""
+
+    def _cached_node_versions(self) -> tuple[tuple[str, str], ...]:
+        return tuple(
+            (node, snapshot.version if snapshot is not None else "")
+            for node in self.settings.gateway_node_ids
+            for snapshot in (self.cache.get_snapshot(node),)
+        )
 
     def _cached_proxyless_version(self) -> str:
         snapshot = self.published_proxyless_snapshot

@@ -8,7 +8,8 @@ Rules of this module:
   one port with different protocols are Conflicted (ProtocolConflict) and not accepted; HTTPS
   needs `tls` with at least one valid certificate (see `certificates`); allowedRoutes.kinds
   other than HTTPRoute give InvalidRouteKinds. Without `bind_port_zero`, a later Gateway cannot
-  reuse a port another served Gateway already listens on: PortUnavailable.
+  reuse a port another served Gateway of its proxy fleet (`options.gateway_fleets`) already
+  listens on: PortUnavailable. Gateways of different fleets run on different proxies.
 - A Gateway with spec.addresses is not accepted at all (UnsupportedAddress): none of its
   listeners is accepted.
 """
@@ -157,10 +158,17 @@ def served_gateways(resources: Resources, options: TranslateOptions) -> list[Gat
 def evaluate_gateways(
     served: list[Gateway], resources: Resources, options: TranslateOptions
 ) -> dict[ObjectKey, list[ListenerState]]:
-    """The listener states of every served Gateway; ports go to the oldest Gateway first."""
-    ports_taken: dict[int, ObjectKey] | None = None if options.bind_port_zero else {}
+    """The listener states of every served Gateway; in each fleet, ports go to the oldest
+    Gateway first."""
+    ports_by_fleet: dict[str, dict[int, ObjectKey]] = {}
+    fleets = dict(options.gateway_fleets)
     listeners_by_gateway: dict[ObjectKey, list[ListenerState]] = {}
     for gateway in served:
+        ports_taken = (
+            None
+            if options.bind_port_zero
+            else ports_by_fleet.setdefault(fleets.get(gateway.key, ""), {})
+        )
         states = _evaluate_listeners(gateway, resources, ports_taken)
         if gateway.addresses:  # UnsupportedAddress: the Gateway is not accepted at all
             for state in states:

@@ -6,6 +6,8 @@ import datetime
 
 import attrs
 
+from sut.gatewayapi import ObjectKey
+
 __all__ = ["TranslateOptions"]
 
 
@@ -41,6 +43,12 @@ class TranslateOptions:
     (0.5 s growing to 30 s). Each RouteConfiguration, endpoint set and Secret has a stream of its
     own there, so after a control-plane restart the config sources' back-off, not the
     bootstrap's, decides how soon updates reach them again; a gateway sets both alike."""
+
+    gateway_fleets: tuple[tuple[ObjectKey, str], ...] = ()
+    """(Gateway, fleet) for Gateways whose listeners a proxy fleet of their own binds (a node
+    of their own); every other Gateway is of one shared fleet. A Gateway's port is unavailable
+    only where an older Gateway of the same fleet listens on it: each fleet binds its own
+    addresses."""
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.readiness_port <= 65535:

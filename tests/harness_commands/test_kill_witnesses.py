@@ -25,9 +25,9 @@ from sut.mutants import Mutants
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 
 WITNESSES = Path(__file__).parent / "witnesses"
-TRANSPORTS = ("ads",)
-"""Per-type witnesses are written by `make mutants-table` but not replayed yet: the per-type
-baselines passed only since this session's fixes, and one pair survives (README, Kill table)."""
+TRANSPORTS = ("ads", "per-type")
+SURVIVORS: dict[tuple[str, str, str], str] = {}
+"""Pairs the kill table could not kill, so no witness exists: listed, not silently dropped."""
 ATTEMPTS = 6
 """A witness found on a loaded machine may depend on timing (which subscription the mutant
 answers ahead of); a few replays make a kill that the schedule decides reliable in CI."""
@@ -35,7 +35,15 @@ answers ahead of); a few replays make a kill that the schedule decides reliable 
 
 def _pairs() -> list[object]:
     return [
-        pytest.param(name, mode, transport, id=witness_name(name, mode, transport)[:-5])
+        pytest.param(
+            name,
+            mode,
+            transport,
+            id=witness_name(name, mode, transport)[:-5],
+            marks=[pytest.mark.skip(reason=SURVIVORS[name, mode, transport])]
+            if (name, mode, transport) in SURVIVORS
+            else [],
+        )
         for name, mode, transport in kill_table_variants(("delta", "sotw"), TRANSPORTS)
     ]
 

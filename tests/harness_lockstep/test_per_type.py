@@ -129,11 +129,9 @@ def test_cutting_the_rds_streams_while_a_route_changes_converges_on_the_new_rout
     try:
         session.start()
         assert session.check() == []
-        xds = session.stack.xds
-        assert xds is not None
         proxy = session.stack.proxies[0]
-        rds = proxy.stream_ids(xds, "RDS")
-        others = proxy.stream_ids(xds) - rds - proxy.stream_ids(xds, "EDS")
+        rds = proxy.stream_ids("RDS")
+        others = proxy.stream_ids() - rds - proxy.stream_ids("EDS")
         assert rds and others
         # Move a route to a Service whose Cluster the proxy already holds (a new Cluster would
         # meet the SUT's validate_clusters ahead of its warming on the CDS stream).
@@ -147,9 +145,9 @@ def test_cutting_the_rds_streams_while_a_route_changes_converges_on_the_new_rout
         session.apply(CutXds(None, "RDS"))
         session.apply(UpdateRoute(changed))
         assert session.check() == []
-        after = proxy.stream_ids(xds, "RDS")
+        after = proxy.stream_ids("RDS")
         assert after and not after & rds, "the RDS streams were not replaced"
-        assert others <= proxy.stream_ids(xds), "the cut reached other types' streams"
+        assert others <= proxy.stream_ids(), "the cut reached other types' streams"
     finally:
         session.stop()
     assert set(processes.live_children()) == before

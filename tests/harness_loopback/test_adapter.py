@@ -190,3 +190,20 @@ def test_wait_ready_on_an_address_nobody_serves_names_the_failure():
         client.wait_ready(0.3)
     assert failed.value.code == "DEADLINE_EXCEEDED"
     assert f"adapter Ready at {address} failed" in str(failed.value)
+
+
+def test_versions_restart_with_process_makes_the_counters_start_again_at_restart():
+    """The versioning mutant the server behind an adapter carries: it owns the versions."""
+    process = AdapterProcess.start(reference_command(["versions-restart-with-process"]))
+    try:
+        with AdapterClient.connect(process.adapter_address) as client:
+            client.wait_ready(10)
+            first = world({"main": ("app",)})
+            second = world({"main": ("app",)}, marker="changed")
+            one = client.push(NODE, first)
+            two = client.push(NODE, second)
+            assert one != two  # the changed RouteConfiguration is at "2"
+            client.restart()
+            assert client.push(NODE, second) == one  # "1" again, now for other content
+    finally:
+        process.stop()

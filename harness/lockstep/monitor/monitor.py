@@ -37,6 +37,7 @@ from harness.lockstep.monitor.messages import (
     references,
 )
 from harness.lockstep.monitor.report import ExchangeLog, describe_request, describe_response
+from harness.lockstep.monitor.rest import Expected, stream_differences
 from harness.lockstep.monitor.timeline import Published, Timeline
 from harness.lockstep.monitor.view import FULL_STATE_TYPES, Nack, Obligation, StreamView, TypeView
 from harness.lockstep.monitor.wire import (
@@ -499,6 +500,43 @@ class ProtocolMonitor:
             self.sync()
             known = self._received.get((type_url, name, version))
             return known.body if known is not None else None
+
+    # -------------------------------------------------------------- convergence
+
+    def live_streams(self, kind: str | None = None) -> set[StreamKey]:
+        """The streams open on the wire (`kind`: only those that opened that type, e.g. "RDS")."""
+        with self._lock:
+            self.sync()
+            return {
+                key
+                for key, stream in self._streams.items()
+                if kind is None or any(TYPE_SHORT.get(t) == kind for t in stream.types)
+            }
+
+    def at_rest(self, expected: Expected) -> list[str]:
+        """Every way in which the client is not at rest on `expected` (`rest`): no live stream,
+        a response not ACKed or NACKed yet, content held that differs from it; empty when at
+        rest. Read from the wire alone, never from the server."""
+        with self._lock:
+            self.sync()
+            if not self._streams:
+                return ["no xDS stream is open"]
+            problems: list[str] = []
+            for _, stream in sorted(self._streams.items()):
+                problems += stream_differences(stream, expected, self._received)
+            return problems
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Wait until `condition` holds, re-testing it each time the relay delivers something
+        (no polling); False if it still does not after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if condition():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.recorder.wait_recorded(remaining)
 
     # ------------------------------------------------------------------- helpers
 

@@ -448,6 +448,8 @@ class WireRecorder:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        """Notified whenever the relay records something (`wait_recorded`)."""
         self._recorded: list[_Recorded] = []
         self._decoding = threading.Lock()
         self._decoders: dict[int, ConnectionDecoder] = {}
@@ -458,20 +460,29 @@ class WireRecorder:
     def connection_opened(self, connection: int, at: float) -> None:
         with self._lock:
             self._recorded.append(ConnectionOpened(connection, at))
+            self._arrived.notify_all()
 
     def delivered(self, connection: int, direction: Direction, data: bytes, at: float) -> None:
         with self._lock:
             self._recorded.append(_Delivered(connection, direction, data, at))
+            self._arrived.notify_all()
 
     def connection_closed(self, connection: int, at: float) -> None:
         with self._lock:
             self._recorded.append(ConnectionClosed(connection, at))
+            self._arrived.notify_all()
 
     def hold_changed(self, held: bool, at: float) -> None:
         with self._lock:
             self._recorded.append(HoldChanged(held, at))
+            self._arrived.notify_all()
 
     # -- the caller's thread ---------------------------------------------------------------
+
+    def wait_recorded(self, timeout: float) -> bool:
+        """Wait until something is recorded and not yet drained; False after `timeout`."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: bool(self._recorded), max(timeout, 0.0))
 
     def drain(self) -> list[WireEvent]:
         """Decode everything recorded since the last drain, in delivery order."""

@@ -7,8 +7,11 @@ a server built on a snapshot cache takes: Push is `cache.set_snapshot`, Restart 
 and starts a new one with a fresh cache on the same port. Once ready it prints one JSON line,
 `{"adapter": "127.0.0.1:N", "ads": "127.0.0.1:M"}`, and it stops cleanly on SIGTERM or SIGINT.
 
-Only mutants that live in the xDS server (`MutantSpec.layer` starting with "xds") are taken:
-the control plane's (publishing, versioning, failure policies) stay in the harness's runner.
+Only mutants that live in the xDS server are taken (`MutantSpec.layer` starting with "xds", and
+`versions-restart-with-process`: behind the adapter the server owns the versions, so its
+counters are this process's and start again at Restart); the control plane's (publishing,
+startup, hooks, failure policies, versions named after the store) stay in the harness's runner
+(`split_mutants`).
 """
 
 from __future__ import annotations
@@ -27,12 +30,29 @@ from google.protobuf.message import DecodeError, Message
 
 from harness.loopback.adapter.client import CHANNEL_OPTIONS
 from harness.loopback.adapter.generated import adapter_pb2, adapter_pb2_grpc
+from sut.controlplane.versions import ProcessVersions
 from sut.mutants import MUTANTS, Mutant, Mutants
 from sut.xds import ResourceType, Snapshot, SnapshotCache, XdsServer
 
-__all__ = ["ReferenceAdapter", "main", "server_mutants", "snapshot_from_any"]
+__all__ = ["ReferenceAdapter", "main", "server_mutants", "snapshot_from_any", "split_mutants"]
 
 _SERVER_LAYER = "xds"
+_SERVER_VERSIONING = frozenset({Mutant.VERSIONS_RESTART_WITH_PROCESS})
+"""Versioning mutants the server behind the adapter carries: it owns the versions."""
+
+
+def _in_server(name: Mutant) -> bool:
+    spec = MUTANTS[name]
+    if name in _SERVER_VERSIONING:
+        return True
+    return spec.layer.startswith(_SERVER_LAYER) and spec.failure_policy is None
+
+
+def split_mutants(mutants: Mutants) -> tuple[Mutants, Mutants]:
+    """(the reference adapter's, the harness runner's): a combination's implied server mutants
+    go to the adapter, its failure policy stays with the runner."""
+    server = frozenset(name for name in mutants.names if _in_server(name))
+    return Mutants(server), Mutants(mutants.names - server)
 
 
 def server_mutants(names: Iterable[str]) -> Mutants:
@@ -41,7 +61,7 @@ def server_mutants(names: Iterable[str]) -> Mutants:
     for name in names:
         mutant = Mutants.of([name])  # ValueError for an unknown name, listing the known ones
         spec = MUTANTS[Mutant(name)]
-        if not spec.layer.startswith(_SERVER_LAYER) or spec.failure_policy is not None:
+        if not _in_server(Mutant(name)):
             raise ValueError(
                 f"mutant {name!r} lives in the {spec.layer}, not in the xDS server: "
                 "the harness's runner carries it, not the adapter"
@@ -86,6 +106,8 @@ class ReferenceAdapter(adapter_pb2_grpc.XdsServerAdapterServicer):
         """Held by Restart: Push and Ready wait until the new server is up."""
         self.cache = SnapshotCache()
         self.xds = XdsServer(self.cache, mutants=mutants, host=host, port=xds_port)
+        self._counters: dict[str, ProcessVersions] = {}
+        """Per node, this server's version counters (`versions-restart-with-process` only)."""
         self.port = 0
         self._server: grpc.Server | None = None
 
@@ -144,6 +166,10 @@ class ReferenceAdapter(adapter_pb2_grpc.XdsServerAdapterServicer):
         except ValueError as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         with self._lifecycle:
+            if Mutant.VERSIONS_RESTART_WITH_PROCESS in self.mutants:
+                # The bug: versions are this server's counters, which a Restart starts again.
+                counters = self._counters.setdefault(request.node_id, ProcessVersions())
+                snapshot = counters.label(snapshot)
             self.cache.set_snapshot(request.node_id, snapshot)
         return adapter_pb2.PushResponse(version=snapshot.version)
 
@@ -154,6 +180,7 @@ class ReferenceAdapter(adapter_pb2_grpc.XdsServerAdapterServicer):
             port = self.xds.port
             self.xds.stop()
             self.cache = SnapshotCache()
+            self._counters = {}
             self.xds = XdsServer(self.cache, mutants=self.mutants, host=self.host, port=port)
             try:
                 self.xds.start()
