@@ -34,6 +34,7 @@ from harness.lockstep.replay_files import decode_operations, encode_operations
 from harness.lockstep.server_under_test import REFERENCE, ExternalServer, stop_reference_adapter
 from harness.lockstep.session import Session, Violation
 from harness.lockstep.stack import StackSettings
+from harness.lockstep.verdict import Inconclusive
 from harness.loopback.spares import SpareEnvoys
 from sut.controlplane import FailurePolicy
 from sut.mutants import Mutants
@@ -453,8 +454,12 @@ def replay(
         if violations:
             return violations
         for number, step in enumerate(steps, start=1):
-            for operation in step:
-                session.apply(operation)
+            try:
+                for operation in step:
+                    session.apply(operation)
+            except Inconclusive as why:
+                say(f"{number}. inconclusive, the replay stops here: {why}")
+                return []
             violations = session.check()
             lines = format_steps([step])
             lines[0] = lines[0].replace("  1. ", f"{number}. ", 1)

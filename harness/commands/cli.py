@@ -88,6 +88,18 @@ def _add_sut_options(parser: argparse.ArgumentParser, *, both: bool = False) -> 
         " bound is built on it (default: %(default)s)",
     )
     _add_proxies_option(parser, every_transport=both)
+    _add_gateways_option(parser)
+    parser.add_argument(
+        "--extensions",
+        default=None,
+        type=_extensions_path,
+        metavar="PACKAGE.MODULE:NAME",
+        help="your own operations and invariants (an Extensions value), run like the built-in"
+        " ones (README: your own operations and invariants)",
+    )
+
+
+def _add_gateways_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gateways",
         type=int,
@@ -96,14 +108,6 @@ def _add_sut_options(parser: argparse.ArgumentParser, *, both: bool = False) -> 
         metavar="N",
         help="Gateways: 2 adds a second one (gw-2) with one Envoy on a node id of its own,"
         " created and deleted as the run goes (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--extensions",
-        default=None,
-        type=_extensions_path,
-        metavar="PACKAGE.MODULE:NAME",
-        help="your own operations and invariants (an Extensions value), run like the built-in"
-        " ones (README: your own operations and invariants)",
     )
 
 
@@ -410,6 +414,7 @@ def _mutants(args: argparse.Namespace) -> int:
         proxies=args.proxies,
         grpc_clients=args.grpc_clients,
         external=external_server(args.adapter, None),
+        gateways=args.gateways,
     )
     print(table.as_json() if args.json else table.as_markdown())
     if args.readme:
@@ -535,6 +540,7 @@ def _parser() -> argparse.ArgumentParser:
         "--only", action="append", default=None, metavar="MUTANT", help="run only these"
     )
     _add_proxies_option(mutants)
+    _add_gateways_option(mutants)
     _add_adapter_options(mutants, foreign=False)
     mutants.add_argument("--json", action="store_true", help="print the table as JSON")
     mutants.add_argument(

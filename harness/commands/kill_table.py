@@ -204,11 +204,13 @@ def mutant_settings(
     transport: str = "ads",
     *,
     external: ExternalServer | None = None,
+    gateways: int = 1,
 ) -> StackSettings:
     """The stack a mutant runs on: its failure policy if it names one, else the default; the
     protocol monitor judges SHOULD rules too (`--strict-protocol`), so a mutant Envoy cannot
     observe is still killed through the wire; `proxies` Envoy replicas, `grpc_clients`
-    proxyless gRPC clients; `external`: the xDS server under test behind an adapter."""
+    proxyless gRPC clients; `external`: the xDS server under test behind an adapter; 2
+    `gateways`: a second Gateway, with a proxy of its own."""
     policy = mutants.failure_policy() or FailurePolicy.KEEP_LAST_GOOD.value
     return StackSettings(
         mode=mode,  # type: ignore[arg-type]
@@ -219,6 +221,7 @@ def mutant_settings(
         grpc_clients=grpc_clients,
         transport=transport,  # type: ignore[arg-type]
         external=external,
+        gateways=gateways,
     )
 
 
@@ -255,6 +258,7 @@ def run_kill_table(
     grpc_clients: int = 0,
     transports: Iterable[str] = ("ads",),
     external: ExternalServer | None = None,
+    gateways: int = 1,
 ) -> KillTable:
     """The baseline per mode, then every (mutant, mode) pair, each within `examples` examples
     (and `budget_seconds`, if given: a cap in wall-clock time on top).
@@ -281,11 +285,19 @@ def run_kill_table(
         if (selected is None or name in selected) and Mutant(name) not in exempt
     ]
     stacks = [
-        mutant_settings(mode, Mutants(), proxies, grpc_clients, transport, external=external)
+        mutant_settings(
+            mode, Mutants(), proxies, grpc_clients, transport, external=external, gateways=gateways
+        )
         for mode, transport in variants
     ] + [
         mutant_settings(
-            mode, Mutants.of([name]), proxies, grpc_clients, transport, external=external
+            mode,
+            Mutants.of([name]),
+            proxies,
+            grpc_clients,
+            transport,
+            external=external,
+            gateways=gateways,
         )
         for name, mode, transport in pairs
     ]

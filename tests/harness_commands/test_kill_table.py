@@ -7,8 +7,14 @@ import json
 import pytest
 
 from harness.commands.check import CheckResult
-from harness.commands.kill_table import KillTable, MutantRun, kill_table_runs, update_readme
-from sut.mutants import MUTANTS
+from harness.commands.kill_table import (
+    KillTable,
+    MutantRun,
+    kill_table_runs,
+    mutant_settings,
+    update_readme,
+)
+from sut.mutants import MUTANTS, Mutants
 
 KILLED = MutantRun("nack-loop", "sotw", True, 3.25, 2, "nack", 40.0, 5)
 SURVIVED = MutantRun("deletion-not-a-change", "delta", False, None, None, "", 60.0, 30, False)
@@ -59,3 +65,9 @@ def test_mode_specific_mutants_run_only_where_their_mechanism_exists():
     assert ("sotw-new-names-ignored", "delta") not in runs
     assert ("nack-loop", "delta") in runs and ("nack-loop", "sotw") in runs
     assert all(mode in MUTANTS[name].modes for name, mode in runs)
+
+
+def test_a_pair_runs_on_the_fleet_and_gateways_it_is_given():
+    settings = mutant_settings("sotw", Mutants.of(["nack-loop"]), 2, 1, "per-type", gateways=2)
+    assert (settings.proxies, settings.grpc_clients, settings.gateways) == (2, 1, 2)
+    assert settings.transport == "per-type" and settings.strict_protocol

@@ -85,3 +85,11 @@ def _world():
     from harness.lockstep.worlds import initial_world
 
     return initial_world({})
+
+
+def test_a_stalled_healthy_extension_discards_the_example_and_is_counted():
+    """Not a counterexample: the model takes a healthy extension to answer in time."""
+    settings = StackSettings(mode="delta", extensions="tests.harness_lockstep.starving:EXTENSIONS")
+    result = run_check(CheckOptions(stack=settings, max_examples=10, steps=8, seed=2))
+    assert result.passed, result.failure
+    assert result.discarded > 0
