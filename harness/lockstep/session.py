@@ -54,7 +54,7 @@ from harness.lockstep.invariants import (
     updated_ports,
     window_violations,
 )
-from harness.lockstep.operations import Operation, RestartEnvoy
+from harness.lockstep.operations import HoldXds, Operation, RestartEnvoy
 from harness.lockstep.records import Reconcile
 from harness.lockstep.stack import Stack, StackSettings
 from harness.lockstep.verdict import Inconclusive
@@ -130,6 +130,8 @@ class Session:
         """Per proxyless gRPC client, the same."""
         self._step: Step | None = None
         self._window_offset = 0
+        self._held_since: dict[int, float] = {}
+        """Per proxy whose connection is held, when the hold began (`_step_violations`)."""
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=_PROBE_WORKERS)
 
     # -------------------------------------------------------------- lifecycle
@@ -210,6 +212,8 @@ class Session:
             configs.extend(before.passing(after, proxy=index)[1:])
         if isinstance(operation, RestartEnvoy):
             self._envoy_started(operation.target)
+        if isinstance(operation, HoldXds):
+            self._held_since.setdefault(operation.target, time.monotonic())
 
     @property
     def trace(self) -> tuple[tuple[Operation, ...], ...]:
@@ -266,6 +270,9 @@ class Session:
         addresses = [Addresses.of(bound, self.stack.origins) for bound in ports]
         if step is not None:
             violations += self._step_violations(step, samples, addresses)
+        for index in list(self._held_since):
+            if not self.model.link(index).held:
+                del self._held_since[index]
         violations += self._grpc_violations()
         if converged:
             self._settle()
@@ -339,9 +346,10 @@ class Session:
             if index in step.disrupted or not taken:
                 continue
             publications = self.stack.publications_of(index)
-            first = max(
-                (i for i, item in enumerate(publications) if item.at < step.started), default=0
-            )
+            # Behind a held connection the proxy meets, at the release, what was published
+            # since the hold began: its trail starts there, not at this step.
+            since = min(step.started, self._held_since.get(index, step.started))
+            first = max((i for i, item in enumerate(publications) if item.at < since), default=0)
             trail = [item.snapshot for item in publications[first:]]
             replaced = replaced_ports(trail, self.stack.origins)
             updated = updated_ports(trail, self.stack.origins)
