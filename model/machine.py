@@ -125,9 +125,17 @@ class Fleet:
     links: tuple[Link, ...] = attrs.field(default=(Link(),))
 
     def published(self, published: ProxyConfig | None) -> Fleet:
-        cache = self.cache if published is None else published
-        links = tuple(link.published(cache, published) for link in self.links)
+        cache, links = _published(self.cache, self.links, published)
         return attrs.evolve(self, cache=cache, links=links)
+
+
+def _published(
+    cache: ProxyConfig | None, links: tuple[Link, ...], published: ProxyConfig | None
+) -> tuple[ProxyConfig | None, tuple[Link, ...]]:
+    """Rules 4 and 5 for one fleet: the cache after a reconcile that published `published`
+    (None: nothing), and each of its proxies' links."""
+    cache = cache if published is None else published
+    return cache, tuple(link.published(cache, published) for link in links)
 
 
 @attrs.frozen
@@ -244,8 +252,7 @@ class ModelState:
         """Rules 1, 4, 5 and 8."""
         first = self.world.of_gateway(self.world.gateway)
         published = self._publication(first)
-        cache = self.cache if published is None else published
-        links = tuple(link.published(cache, published) for link in self.links)
+        cache, links = _published(self.cache, self.links, published)
         proxyless = self.proxyless if published is None else ProxyConfig(first)
         others = tuple(
             fleet.published(self._publication(self.world.of_gateway(fleet.gateway)))

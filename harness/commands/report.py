@@ -27,13 +27,7 @@ def variant_report(
 ) -> dict[str, Any]:
     """One variant's entry of the report."""
     entry: dict[str, Any] = {
-        "variant": label,
-        "settings": describe_settings(settings),
-        "mode": settings.mode,
-        "transport": settings.transport,
-        "proxies": settings.proxies,
-        "grpc_clients": settings.grpc_clients,
-        **_server(settings),
+        **_variant(label, settings),
         "passed": result.passed,
         "examples": result.examples,
         "steps": result.steps,
@@ -71,6 +65,15 @@ def variant_report(
 
 def skipped_report(label: str, settings: StackSettings, reason: str) -> dict[str, Any]:
     """The entry of a variant the server under test cannot run (its Capabilities lack it)."""
+    return {**_variant(label, settings), "skipped": reason}
+
+
+def _variant(label: str, settings: StackSettings) -> dict[str, Any]:
+    """What every entry says of its variant: its label, settings and server."""
+    external = settings.external
+    server = (
+        {} if external is None else {"adapter": external.adapter, "xds_server": external.xds_server}
+    )
     return {
         "variant": label,
         "settings": describe_settings(settings),
@@ -78,16 +81,8 @@ def skipped_report(label: str, settings: StackSettings, reason: str) -> dict[str
         "transport": settings.transport,
         "proxies": settings.proxies,
         "grpc_clients": settings.grpc_clients,
-        **_server(settings),
-        "skipped": reason,
+        **server,
     }
-
-
-def _server(settings: StackSettings) -> dict[str, Any]:
-    external = settings.external
-    if external is None:
-        return {}
-    return {"adapter": external.adapter, "xds_server": external.xds_server}
 
 
 def write_report(path: Path, command: dict[str, Any], variants: list[dict[str, Any]]) -> None:

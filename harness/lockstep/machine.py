@@ -364,7 +364,7 @@ class _Machine(RuleBasedStateMachine):
         """One change of `kind` (any possible kind when None), drawn from the catalogue."""
         if kind is None:
             kind = data.draw(self._sampled(self._change_kinds()), label="change")
-        if kind in self.user_enabled or kind in self._user_kinds():
+        if kind in self._user_kinds():
             return self._draw_user(data, kind)
         world = self.session.world
         routes = sorted(self.route_names)
@@ -497,8 +497,7 @@ class _WithExtensions(_Machine):
 
     def _undoable(self, kind: str) -> bool:
         model = self.session.model
-        found = self._extensions.applicable(model, kind)
-        return kind not in self._user_kinds() or all(op.undo(model) for op in found)
+        return all(op.undo(model) for op in self._extensions.applicable(model, kind))
 
     @precondition(lambda self: bool(self._user_kinds()))
     @rule(data=st.data())

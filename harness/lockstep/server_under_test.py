@@ -139,7 +139,8 @@ class AdapterServer:
         else:
             self.runner_mutants = mutants
         self.client = AdapterClient.connect(address)
-        self.cache: Cache = AdapterCache(self.client)
+        self._adapter_cache = AdapterCache(self.client)
+        self.cache: Cache = self._adapter_cache
         try:
             self.client.wait_ready(READY_TIMEOUT)
             self.capabilities: Capabilities = self.client.capabilities()
@@ -161,9 +162,7 @@ class AdapterServer:
         self.restart()
 
     def restart(self) -> None:
-        cache = self.cache
-        assert isinstance(cache, AdapterCache)
-        cache.restart()
+        self._adapter_cache.restart()
         self.client.wait_ready(READY_TIMEOUT)
 
     def stop(self) -> None:

@@ -342,6 +342,9 @@ class Session:
             self.stack.reconciles[step.reconciles_from :], self.settings.translation_budget
         )
         pods = frozenset(step.live_pods)
+        # Per (node, first publication of the trail): its replaced and updated ports, which
+        # the replicas of one node share.
+        changed: dict[tuple[str, int], tuple[frozenset[tuple[int, str]], ...]] = {}
         for index, taken in enumerate(samples):
             if index in step.disrupted or not taken:
                 continue
@@ -350,9 +353,14 @@ class Session:
             # since the hold began: its trail starts there, not at this step.
             since = min(step.started, self._held_since.get(index, step.started))
             first = max((i for i, item in enumerate(publications) if item.at < since), default=0)
-            trail = [item.snapshot for item in publications[first:]]
-            replaced = replaced_ports(trail, self.stack.origins)
-            updated = updated_ports(trail, self.stack.origins)
+            key = (self.stack.node_of(index), first)
+            if key not in changed:
+                trail = [item.snapshot for item in publications[first:]]
+                changed[key] = (
+                    replaced_ports(trail, self.stack.origins),
+                    updated_ports(trail, self.stack.origins),
+                )
+            replaced, updated = changed[key]
             configs = tuple(step.configs[index])
 
             def allowed(
@@ -409,10 +417,9 @@ def starved_extension(
     harness, the extension server and the xDS server share one Python process) it may not, and
     the control plane then rightly applies the failure policy. A hook that fails faster than
     its deadline, or with any other error, is still the SUT's to answer for."""
-    healthy = [
+    if not all(
         model.extension is not None and model.extension.failing is None for model in (before, after)
-    ]
-    if not all(healthy):
+    ):
         return ""
     for reconcile in reconciles:
         waited = reconcile.hook_seconds >= settings.extension_deadline

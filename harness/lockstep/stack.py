@@ -147,26 +147,17 @@ class Stack:
         """The in-process server (None with an external one): tests may look inside it, the
         harness's judging never does."""
         self.control_plane: ControlPlane | None = None
+        second = [settings.second_node_id] if settings.second_node_id is not None else []
         self.proxies = tuple(
             Proxy(
                 index,
-                node_id=settings.node_id,
+                node_id=node_id,
                 mode=settings.mode,
                 initial_fetch_timeout=settings.initial_fetch_timeout,
                 transport=settings.transport,
             )
-            for index in range(settings.proxies)
+            for index, node_id in enumerate([settings.node_id] * settings.proxies + second)
         )
-        if settings.second_node_id is not None:
-            self.proxies += (
-                Proxy(
-                    settings.proxies,
-                    node_id=settings.second_node_id,
-                    mode=settings.mode,
-                    initial_fetch_timeout=settings.initial_fetch_timeout,
-                    transport=settings.transport,
-                ),
-            )
         self.origins: dict[str, ListenerOrigin] = {}
         self.control_plane_starts = 0
         self._endpoints: Mapping[str, Mapping[str, Sequence[str]]] | None = None

@@ -153,10 +153,9 @@ class ControlPlane:
         self.last_result: ReconcileResult | None = None
         self.last_error = ""
         self.history: list[ReconcileResult] = []
-        self._process_versions = ProcessVersions()
-        """Version counters of this process (used only by `versions-restart-with-process`)."""
-        self._proxyless_process_versions = ProcessVersions()
-        self._node_process_versions: dict[str, ProcessVersions] = {}
+        self._process_versions: dict[str, ProcessVersions] = {}
+        """Version counters of this process, per node (used only by
+        `versions-restart-with-process`)."""
         self._proxyless: ProxylessResources | None = None
         """The proxyless resources of the reconcile under way (rule 7)."""
 
@@ -330,7 +329,7 @@ class ControlPlane:
         version = self._cached_version()
         node_id = self.settings.proxyless_node_id
         if proxyless is not None and node_id is not None:
-            proxyless = self._versioned(proxyless, self._proxyless_process_versions)
+            proxyless = self._versioned(proxyless, self._counters(node_id))
             changed |= self.cache.set_snapshot(node_id, proxyless)
         if not changed and outcome is Outcome.PUBLISHED:
             outcome = Outcome.UNCHANGED
@@ -350,9 +349,7 @@ class ControlPlane:
         return split(snapshot, translation.ir, readiness_listener, node, self.gateway_nodes)
 
     def _counters(self, node: str) -> ProcessVersions:
-        if node == self.settings.node_id:
-            return self._process_versions
-        return self._node_process_versions.setdefault(node, ProcessVersions())
+        return self._process_versions.setdefault(node, ProcessVersions())
 
     def _consistency_errors(self, snapshot: Snapshot) -> list[str]:
         if Mutant.DANGLING_REFERENCE in self.settings.mutants:
